@@ -1,0 +1,196 @@
+"""The Hamburger block: lower bread -> ham -> (cheese) -> upper bread -> residual.
+
+Paper: Geng et al., ICLR 2021, Sec. 2 / Fig. 1: ``Y = Z + BN(W_u M(W_l Z))``.
+Reference code consulted: Enjoy-Hamburger ``seg/HamNet/hamburger/burger.py`` (V1, V2, V2+)
+and ``gan/HamGAN/ops.py`` (spectral-norm breads, zero-initialised residual scale).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils import parametrize
+
+from ..layers import ConvNormAct, LayerType, get_act_layer, get_conv_layer, get_norm_layer
+from ..solvers import SOLVERS, MatrixDecomposition, create_solver
+from ..solvers.base import GradMode, InitMode
+
+Version = Literal["v1", "v2", "v2+"]
+VERSIONS = ("v1", "v2", "v2+")
+
+
+class Hamburger(nn.Module):
+    """Global context by low-rank recovery, a drop-in residual block.
+
+    * ``version="v1"`` (the paper): ``out = act(x + norm(W_u M(act_l(W_l x))))``.
+    * ``version="v2"`` (official VOC default, "cheese"): ``W_l -> M -> conv-norm-ReLU ->
+      W_u``, no norm after ``W_u``.
+    * ``version="v2+"``: V2 plus learnable scalars ``out = act(g_ham * branch + g_x * x)``
+      with ``g_ham`` initialised to ``gate_init`` (0, the official ``ZERO_HAM``) and ``g_x`` to
+      1; with ``dual=True`` the lower bread doubles its width and one half is decomposed over
+      positions, the other over channels.
+
+    ``act_l`` is ReLU when the ham needs non-negative input (NMF), identity otherwise.
+
+    Args:
+        channels: ``C``, input and output channels.
+        ham: ``"nmf"``, ``"vq"``, ``"cd"`` or a solver instance (used as given; the solver
+            options below are then ignored).
+        ham_channels: ``MD_D`` times ``MD_S``, the width the ham works on (default ``C``).
+        rank, steps, eval_steps, groups, grad_mode, init: solver options, see
+            :class:`~hamburger.solvers.base.MatrixDecomposition`.
+        version: ``"v1"``, ``"v2"`` or ``"v2+"``.
+        dual: V2+ only, add the channel-wise decomposition branch.
+        gate_init: initial value of a learnable scalar on the ham branch; ``None`` for no gate
+            (default for v1/v2, 0.0 for v2+). The HamGAN block uses ``gate_init=0.0``,
+            ``norm_layer=None``, ``conv_layer="spectral"`` and ``out_act=None``.
+        norm_layer: norm after the upper bread (v1) or in the cheese (v2, v2+).
+        act_layer: activation of the cheese.
+        out_act: activation after the residual sum (ReLU in the official code).
+        conv_layer: 1x1 convolution factory (``"conv"``, ``"spectral"`` or a callable).
+        spatial_dims: 1 (sequences, ``(B, C, N)``), 2 (images) or 3 (volumes).
+
+    Shape:
+        ``(B, C, *spatial)`` -> same shape.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        ham: str | MatrixDecomposition = "nmf",
+        ham_channels: int | None = None,
+        rank: int = 64,
+        steps: int = 6,
+        eval_steps: int | None = 7,
+        groups: int = 1,
+        grad_mode: GradMode = "one_step",
+        init: InitMode = "random",
+        version: Version = "v1",
+        dual: bool = False,
+        gate_init: float | None = None,
+        norm_layer: LayerType = "batch",
+        act_layer: LayerType = "relu",
+        out_act: LayerType = "relu",
+        conv_layer: LayerType = None,
+        spatial_dims: int = 2,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {list(VERSIONS)}, got {version!r}")
+        if dual and version != "v2+":
+            raise ValueError(f"dual=True needs version='v2+', got version={version!r}")
+        ham_channels = channels if ham_channels is None else ham_channels
+        if isinstance(ham_channels, bool) or not isinstance(ham_channels, int) or ham_channels < 1:
+            raise ValueError(f"ham_channels must be a positive int, got {ham_channels!r}")
+        self.channels, self.ham_channels, self.version, self.dual = channels, ham_channels, version, dual
+        dd = {"device": device, "dtype": dtype}
+
+        if isinstance(ham, MatrixDecomposition):
+            solver = ham
+        elif isinstance(ham, str):
+            if ham.lower() not in SOLVERS:
+                raise ValueError(f"unknown ham {ham!r}; choose from {sorted(SOLVERS)} or pass a solver instance")
+            solver = create_solver(
+                ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
+                grad_mode=grad_mode, init=init, channels=None if init == "random" else ham_channels,
+            )  # fmt: skip
+        else:
+            raise TypeError(f"ham must be a name or a MatrixDecomposition, got {type(ham).__name__}")
+        if ham_channels % solver.groups:
+            raise ValueError(f"ham_channels ({ham_channels}) must be divisible by groups ({solver.groups})")
+
+        conv = get_conv_layer(conv_layer, spatial_dims)
+        width = 2 * ham_channels if dual else ham_channels
+        self.lower_bread = conv(channels, width, 1, bias=True, **dd)
+        self.lower_act = nn.ReLU() if solver.needs_nonnegative else nn.Identity()
+        self.ham = solver
+        if dual:
+            self.ham_channel = copy.deepcopy(solver)
+            if self.ham_channel.init != "random":
+                raise ValueError("dual=True needs init='random': the channel branch's dictionary size depends on the resolution")
+            self.ham_channel.spatial = False
+        else:
+            self.ham_channel = None
+
+        if version == "v1":
+            self.cheese = nn.Identity()
+            upper_in = width
+            self.upper_norm = get_norm_layer(norm_layer, spatial_dims)(channels, **dd)
+        else:
+            factor = solver.groups * (2 if dual else 1)
+            upper_in = max(width // factor, 1)
+            self.cheese = ConvNormAct(
+                width, upper_in, 1, norm_layer=norm_layer, act_layer=act_layer,
+                conv_layer=conv_layer, spatial_dims=spatial_dims, **dd,
+            )  # fmt: skip
+            self.upper_norm = nn.Identity()
+        self.upper_bread = conv(upper_in, channels, 1, bias=False, **dd)
+
+        if version == "v2+" and gate_init is None:
+            gate_init = 0.0
+        self.gate_init = gate_init
+        self.coef_ham = None if gate_init is None else nn.Parameter(torch.full((1,), float(gate_init), **dd))
+        self.coef_shortcut = nn.Parameter(torch.ones(1, **dd)) if version == "v2+" else None
+        self.out_act = get_act_layer(out_act)()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official init: conv weights N(0, sqrt(2 / (k^2 C_out))), norms weight 1 and bias 0."""
+        for m in self.modules():
+            if isinstance(m, _ConvNd) and not parametrize.is_parametrized(m):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _ham(self, x: Tensor) -> Tensor:
+        if self.ham_channel is None:
+            return self.ham(x)
+        spatial_half, channel_half = x.chunk(2, dim=1)
+        return torch.cat([self.ham(spatial_half), self.ham_channel(channel_half)], dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 3 or x.shape[1] != self.channels:
+            raise ValueError(f"x must have shape (B, {self.channels}, *spatial), got {tuple(x.shape)}")
+        branch = self.lower_act(self.lower_bread(x))
+        branch = self.cheese(self._ham(branch))
+        branch = self.upper_norm(self.upper_bread(branch))
+        if self.coef_ham is not None:
+            branch = self.coef_ham * branch
+        shortcut = x if self.coef_shortcut is None else self.coef_shortcut * x
+        return self.out_act(shortcut + branch)
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.channels}", f"ham_channels={self.ham_channels}", f"version={self.version!r}"]
+        if self.dual:
+            parts.append("dual=True")
+        if self.gate_init is not None:
+            parts.append(f"gate_init={self.gate_init}")
+        return ", ".join(parts)
+
+
+class HamburgerTokens(nn.Module):
+    """Token form of :class:`Hamburger` for sequences: ``(B, N, C)`` in and out.
+
+    Takes the same keyword options as :class:`Hamburger` (``spatial_dims`` is fixed to 1).
+    """
+
+    def __init__(self, channels: int, **kwargs) -> None:
+        super().__init__()
+        if "spatial_dims" in kwargs:
+            raise ValueError("HamburgerTokens works on (B, N, C) sequences; spatial_dims is fixed to 1")
+        self.block = Hamburger(channels, spatial_dims=1, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"x must have shape (B, N, C), got {tuple(x.shape)}")
+        return self.block(x.transpose(1, 2)).transpose(1, 2)

@@ -1,0 +1,327 @@
+"""The shared matrix-decomposition algorithm (the "ham"), written once for NMF, VQ and CD.
+
+Paper: Geng et al., "Is Attention Better Than Matrix Decomposition?", ICLR 2021, Sec. 2-3.
+Reference code consulted: Enjoy-Hamburger ``seg/HamNet/hamburger/ham.py``.
+
+Einstein legend used in shape comments: ``B`` batch, ``S`` groups (paper/official ``MD_S``),
+``d`` channels per group (``MD_D`` / S), ``n`` tokens (H*W, or T*H*W), ``r`` rank (``MD_R``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import ClassVar, Literal
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._init import draw_bases
+
+GradMode = Literal["one_step", "bptt", "truncated"]
+InitMode = Literal["random", "online", "learned"]
+EvalInit = Literal["fixed", "random"]
+
+GRAD_MODES = ("one_step", "bptt", "truncated")
+INIT_MODES = ("random", "online", "learned")
+EVAL_INITS = ("fixed", "random")
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return value
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _is_tracing() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and compiler.is_compiling():
+        return True
+    return torch.jit.is_tracing()
+
+
+class MatrixDecomposition(nn.Module):
+    """Base class of the hams: ``K`` solver steps on the d x n matrix, then one code step.
+
+    Subclasses define the initial-dictionary distribution and three kernels: ``init_coef``,
+    ``step`` (one iteration, returns new bases and codes) and ``final_coef`` (the single code
+    step that carries the one-step gradient). The forward pass is
+
+    1. reshape ``(B, C, *spatial)`` to ``X`` of shape ``(B*S, d, n)`` (``spatial=True``) or
+       ``(B*S, n, d)`` (``spatial=False``, the V2+ "dual" channel branch);
+    2. initial dictionary ``D_0`` (see ``init``), initial codes ``C_0``;
+    3. ``K`` = ``steps`` (training) or ``eval_steps`` (eval) iterations;
+    4. the code step ``C* = final_coef(X, D_K, C_K)`` and the low-rank output ``D_K C*``.
+
+    Args:
+        rank: ``r``, number of dictionary atoms (official ``MD_R``).
+        steps: ``K`` in training mode (``TRAIN_STEPS``).
+        eval_steps: ``K`` in eval mode (``EVAL_STEPS``); defaults to ``steps``.
+        groups: ``S``; channels are split into S groups decomposed independently (``MD_S``).
+        spatial: decompose over positions (d x n, the default) or over channels (n x d).
+        grad_mode: ``"one_step"`` (the paper: all K steps without gradient, then the
+            differentiable code step and reconstruction), ``"bptt"`` (differentiate through every
+            step, what the mmseg / SegNeXt heads do) or ``"truncated"`` (through the last
+            ``grad_steps`` steps and the code step).
+        grad_steps: number of differentiable steps for ``grad_mode="truncated"``.
+        init: ``"random"``: a fresh random dictionary per sample and forward in training (the
+            paper, ``RAND_INIT=True``); ``"online"``: a buffer of shape (S, d, r) used for
+            every sample and moved towards the batch's final dictionary by an exponential
+            moving average in training, all-reduced across DDP ranks (``RAND_INIT=False`` plus
+            ``online_update``); ``"learned"``: a parameter of shape (S, d, r) trained by
+            backprop (needs ``grad_mode="bptt"``).
+        eval_init: for ``init="random"`` in eval mode: ``"fixed"`` (default) uses one
+            dictionary drawn once from the training distribution by an RNG-free hash, so the
+            same input gives the same output on every call and batch position, and the global
+            RNG is untouched; ``"random"`` redraws as the official code does.
+        channels: ``C``, required for ``init="online"`` and ``"learned"`` (the buffer shape).
+        momentum: ``eta``, EMA rate of the online dictionary (``ETA``).
+        eps: added to denominators (official 1e-6).
+        check_input: validate values (finite; non-negative for NMF). Costs one reduction per
+            forward; skipped automatically under ``torch.compile`` / ``torch.export``.
+
+    Shape:
+        ``x``: ``(B, C, *spatial)`` with 1 to 3 spatial dims; output has the same shape and
+        dtype. Half-precision inputs and autocast regions are computed in float32.
+    """
+
+    distribution: ClassVar[str] = "uniform"
+    needs_nonnegative: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        rank: int = 64,
+        *,
+        steps: int = 6,
+        eval_steps: int | None = 7,
+        groups: int = 1,
+        spatial: bool = True,
+        grad_mode: GradMode = "one_step",
+        grad_steps: int = 1,
+        init: InitMode = "random",
+        eval_init: EvalInit = "fixed",
+        channels: int | None = None,
+        momentum: float = 0.9,
+        eps: float = 1e-6,
+        check_input: bool = True,
+    ) -> None:
+        super().__init__()
+        self.rank = _check_int("rank", rank, 1)
+        self.steps = _check_int("steps", steps, 0)
+        self.eval_steps = self.steps if eval_steps is None else _check_int("eval_steps", eval_steps, 0)
+        self.groups = _check_int("groups", groups, 1)
+        self.grad_steps = _check_int("grad_steps", grad_steps, 1)
+        self.grad_mode = _check_choice("grad_mode", grad_mode, GRAD_MODES)
+        self.init = _check_choice("init", init, INIT_MODES)
+        self.eval_init = _check_choice("eval_init", eval_init, EVAL_INITS)
+        if not isinstance(spatial, bool):
+            raise TypeError(f"spatial must be a bool, got {spatial!r}")
+        self.spatial = spatial
+        if not (0.0 <= float(momentum) <= 1.0):
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        if not float(eps) > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.eps = float(eps)
+        self.check_input = bool(check_input)
+        self.channels = channels
+        if init == "random":
+            if channels is not None:
+                _check_int("channels", channels, 1)
+            self.register_buffer("bases", None)
+            return
+        if not spatial:
+            raise ValueError(
+                f"init={init!r} stores a (groups, d, rank) dictionary, which needs spatial=True; "
+                "with spatial=False the dictionary size depends on the resolution"
+            )
+        if channels is None:
+            raise ValueError(f"init={init!r} needs channels=C to create its (groups, C // groups, rank) dictionary")
+        _check_int("channels", channels, 1)
+        if channels % groups:
+            raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
+        if init == "learned" and grad_mode != "bptt":
+            raise ValueError(
+                "init='learned' needs grad_mode='bptt': the one-step and truncated gradients "
+                f"never reach the initial dictionary, got grad_mode={grad_mode!r}"
+            )
+        shape = (groups, channels // groups, rank)
+        bases = draw_bases(shape, distribution=self.distribution, fixed=True)
+        if init == "online":
+            self.register_buffer("bases", bases)
+        else:
+            self.bases = nn.Parameter(bases)
+
+    # ------------------------------------------------------------------ kernels (subclasses)
+    def init_coef(self, x: Tensor, bases: Tensor) -> Tensor | None:
+        """Codes before the first step, ``(b, n, r)``; ``None`` where the steps ignore them."""
+        return None
+
+    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the algorithm
+    def num_grad_steps(self, steps: int) -> int:
+        """How many of the ``steps`` iterations carry gradient under ``grad_mode``."""
+        if self.grad_mode == "one_step":
+            return 0
+        if self.grad_mode == "bptt":
+            return steps
+        return min(self.grad_steps, steps)
+
+    def decompose(self, x: Tensor, bases: Tensor) -> tuple[Tensor, Tensor]:
+        """Run the solver on matrices ``x`` (b, d, n) from ``bases`` (b, d, r).
+
+        Returns the final dictionary ``(b, d, r)`` and codes ``C^T`` ``(b, n, r)``; the
+        low-rank reconstruction is ``bases @ coef.transpose(1, 2)``.
+        """
+        steps = self.steps if self.training else self.eval_steps
+        k = self.num_grad_steps(steps)
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and k == steps):
+            coef = self.init_coef(x, bases)
+        with torch.no_grad():
+            for _ in range(steps - k):
+                bases, coef = self.step(x, bases, coef)
+        for _ in range(k):
+            bases, coef = self.step(x, bases, coef)
+        if k == 0:  # the one-step gradient: the dictionary and codes enter as constants
+            bases = bases.detach()
+            coef = None if coef is None else coef.detach()
+        return bases, self.final_coef(x, bases, coef)
+
+    # ------------------------------------------------------------------ plumbing
+    def _matrix_shape(self, x: Tensor) -> tuple[int, int, int]:
+        b, c = x.shape[:2]
+        n = math.prod(x.shape[2:])
+        d = c // self.groups
+        return (b * self.groups, d, n) if self.spatial else (b * self.groups, n, d)
+
+    def _validate(self, x: Tensor, bases: Tensor | None) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not 3 <= x.dim() <= 5:
+            raise ValueError(
+                f"x must have shape (B, C, N), (B, C, H, W) or (B, C, T, H, W), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        if x.shape[1] % self.groups:
+            raise ValueError(f"channels of x ({x.shape[1]}) must be divisible by groups ({self.groups})")
+        if x.numel() == 0:
+            raise ValueError(f"x must not be empty, got shape {tuple(x.shape)}")
+        if self.bases is not None:
+            expected = self.bases.shape[1] * self.groups
+            if x.shape[1] != expected:
+                raise ValueError(f"x must have {expected} channels (channels={self.channels}), got {x.shape[1]}")
+        if bases is not None:
+            if not isinstance(bases, Tensor):
+                raise TypeError(f"bases must be a torch.Tensor, got {type(bases).__name__}")
+            b, d, _ = self._matrix_shape(x)
+            expected_shape = (b, d, self.rank)
+            if tuple(bases.shape) != expected_shape:
+                raise ValueError(
+                    f"bases must have shape (B * groups, {'C // groups' if self.spatial else 'N'}, rank) = "
+                    f"{expected_shape} for x of shape {tuple(x.shape)}, got {tuple(bases.shape)}"
+                )
+        if self.check_input and not _is_tracing():
+            self._check_values(x)
+
+    def _check_values(self, x: Tensor) -> None:
+        with torch.no_grad():
+            finite = torch.isfinite(x).all()
+            if self.needs_nonnegative:
+                ok = torch.stack([finite, (x >= 0).all()]).tolist()
+            else:
+                ok = [bool(finite)]
+        if not ok[0]:
+            raise ValueError("x contains NaN or inf; the decomposition needs finite input")
+        if len(ok) > 1 and not ok[1]:
+            raise ValueError(
+                f"{type(self).__name__} needs non-negative x (got min {x.min().item():.3g}); "
+                "apply ReLU first, as the Hamburger block does before NMF"
+            )
+
+    def _initial_bases(self, x: Tensor, batch: int, bases: Tensor | None) -> Tensor:
+        b, d, _ = x.shape
+        if bases is not None:
+            return bases.to(device=x.device, dtype=x.dtype)
+        if self.bases is not None:  # online buffer or learned parameter, (S, d, r)
+            return self.bases.to(x.dtype).repeat(batch, 1, 1)
+        if self.training or self.eval_init == "random":
+            return draw_bases((b, d, self.rank), distribution=self.distribution, device=x.device, dtype=x.dtype)
+        fixed = draw_bases(
+            (self.groups, d, self.rank), distribution=self.distribution, device=x.device, dtype=x.dtype, fixed=True
+        )
+        return fixed.repeat(batch, 1, 1)
+
+    @torch.no_grad()
+    def online_update(self, bases: Tensor) -> None:
+        """EMA step of the online dictionary towards the batch mean of ``bases`` (B*S, d, r)."""
+        update = bases.reshape(-1, *self.bases.shape).mean(dim=0).to(self.bases.dtype)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(update)
+            update /= dist.get_world_size()
+        self.bases.add_(update - self.bases, alpha=self.momentum)
+        self.bases.copy_(F.normalize(self.bases, dim=1))
+
+    def forward(self, x: Tensor, bases: Tensor | None = None) -> Tensor:
+        """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary."""
+        self._validate(x, bases)
+        shape, dtype = x.shape, x.dtype
+        compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        autocast_off = (
+            torch.autocast(x.device.type, enabled=False)
+            if torch.is_autocast_enabled(x.device.type)
+            else contextlib.nullcontext()
+        )
+        with autocast_off:
+            b, s = shape[0], self.groups
+            xm = x.to(compute).reshape(b * s, shape[1] // s, -1)  # (B*S, d, n)
+            if not self.spatial:
+                xm = xm.transpose(1, 2)  # (B*S, n, d)
+            d0 = self._initial_bases(xm, b, bases)
+            d_final, coef = self.decompose(xm, d0)
+            if self.init == "online" and self.training:
+                self.online_update(d_final)
+            out = torch.bmm(d_final, coef.transpose(1, 2))  # (b, d, r) @ (b, r, n) -> (b, d, n)
+            if not self.spatial:
+                out = out.transpose(1, 2)
+        return out.reshape(shape).to(dtype)
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"rank={self.rank}",
+            f"steps={self.steps}",
+            f"eval_steps={self.eval_steps}",
+            f"groups={self.groups}",
+            f"grad_mode={self.grad_mode!r}",
+        ]
+        if self.grad_mode == "truncated":
+            parts.append(f"grad_steps={self.grad_steps}")
+        parts.append(f"init={self.init!r}")
+        if self.init == "random":
+            parts.append(f"eval_init={self.eval_init!r}")
+        else:
+            parts.append(f"channels={self.channels}")
+        if self.init == "online":
+            parts.append(f"momentum={self.momentum}")
+        if not self.spatial:
+            parts.append("spatial=False")
+        return ", ".join(parts + self._extra_options())
+
+    def _extra_options(self) -> list[str]:
+        return []

@@ -1,0 +1,131 @@
+"""Stateless kernels of the three hams: one home for the math.
+
+Every function works on the matrix form of the paper (Sec. 2): ``x`` is the data matrix
+``X`` of shape ``(b, d, n)`` (``b`` = batch x groups, ``d`` = feature dimension, ``n`` =
+number of tokens), ``bases`` is the dictionary ``D`` of shape ``(b, d, r)`` and ``coef``
+holds the codes transposed, ``C^T``, of shape ``(b, n, r)``. The reconstruction is
+``D C = bases @ coef^T``. Update orders, normalisations and epsilons are those of the
+official segmentation code (Enjoy-Hamburger ``seg/HamNet/hamburger/ham.py``), so that the
+same initial bases give the same output up to float rounding.
+
+When autograd is off (the K no-gradient steps of the one-step gradient), the updates
+run in place on freshly allocated temporaries. The arithmetic order is the official one,
+so the in-place and out-of-place paths give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _xt_bases(x: Tensor, bases: Tensor) -> Tensor:
+    # (b, d, n)^T @ (b, d, r) -> (b, n, r)
+    return torch.bmm(x.transpose(1, 2), bases)
+
+
+def _mu(value: Tensor, numerator: Tensor, denominator: Tensor, eps: float) -> Tensor:
+    """Multiplicative update ``value * numerator / (denominator + eps)`` (official order)."""
+    if torch.is_grad_enabled():
+        return value * numerator / (denominator + eps)
+    return numerator.mul_(value).div_(denominator.add_(eps))
+
+
+def softmax_coef(x: Tensor, bases: Tensor, inv_temp: float) -> Tensor:
+    """Initial codes ``softmax(inv_temp * X^T D)`` over the rank dimension, ``(b, n, r)``."""
+    return F.softmax(inv_temp * _xt_bases(x, bases), dim=-1)
+
+
+def nmf_coef_step(x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6) -> Tensor:
+    """Lee-Seung update of the codes: ``C <- C * (D^T X) / (D^T D C + eps)``."""
+    numerator = _xt_bases(x, bases)  # (b, n, r)
+    denominator = torch.bmm(coef, torch.bmm(bases.transpose(1, 2), bases))  # (b, n, r)
+    return _mu(coef, numerator, denominator, eps)
+
+
+def nmf_bases_step(x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6) -> Tensor:
+    """Lee-Seung update of the dictionary: ``D <- D * (X C^T) / (D C C^T + eps)``."""
+    numerator = torch.bmm(x, coef)  # (b, d, n) @ (b, n, r) -> (b, d, r)
+    denominator = torch.bmm(bases, torch.bmm(coef.transpose(1, 2), coef))  # (b, d, r)
+    return _mu(bases, numerator, denominator, eps)
+
+
+def nmf_step(
+    x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """One NMF iteration: codes first, then the dictionary with the new codes."""
+    coef = nmf_coef_step(x, bases, coef, eps)
+    bases = nmf_bases_step(x, bases, coef, eps)
+    return bases, coef
+
+
+def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float) -> Tensor:
+    """Soft assignment ``softmax(inv_temp * cos)`` over r, then normalised over n."""
+    coef = F.softmax(inv_temp * _xt_bases(std_x, std_bases), dim=-1)
+    denominator = coef.sum(dim=1, keepdim=True)
+    if torch.is_grad_enabled():
+        return coef / (eps + denominator)
+    return coef.div_(denominator.add_(eps))
+
+
+def vq_step(
+    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """One soft k-means iteration: cosine assignment, then ``D <- X C^T diag(C 1)^-1``."""
+    coef = _assign(F.normalize(x, dim=1), F.normalize(bases, dim=1, eps=eps), inv_temp, eps)
+    return torch.bmm(x, coef), coef
+
+
+def vq_coef(x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6) -> Tensor:
+    """VQ's differentiable code step: ``softmax(inv_temp * cos(X, D))`` over r.
+
+    As in the official code the column norms of ``x`` are treated as constants.
+    """
+    with torch.no_grad():
+        norm = x.norm(dim=1, keepdim=True)  # (b, 1, n)
+    std_x = x / (eps + norm)
+    return F.softmax(inv_temp * _xt_bases(std_x, F.normalize(bases, dim=1, eps=eps)), dim=-1)
+
+
+def cd_step(
+    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
+    """One concept-decomposition (spherical k-means) iteration; bases stay unit-norm."""
+    coef = _assign(F.normalize(x, dim=1), bases, inv_temp, eps)
+    return F.normalize(torch.bmm(x, coef), dim=1, eps=eps), coef
+
+
+def ridge_coef(
+    x: Tensor, bases: Tensor, ridge: float = 0.1, *, method: str = "solve", iters: int = 30
+) -> Tensor:
+    """CD's code step, the ridge least-squares solution ``C^T = X^T D (D^T D + ridge I)^-1``.
+
+    ``method="solve"`` uses ``torch.linalg.solve`` on the r x r system (no explicit inverse).
+    ``method="newton_schulz"`` inverts the small symmetric positive definite system with a
+    fixed number of Newton-Schulz iterations ``Y <- Y (2I - A Y)``: matmuls only, so it exports
+    to ONNX and runs in any dtype. With the scaled start ``Y_0 = A / (||A||_1 ||A||_inf)`` it
+    converges for any SPD ``A``; 30 iterations reach float32 accuracy up to a condition number
+    of about 1e6 (the ridge bounds it by ``1 + r / ridge``).
+    """
+    gram = torch.bmm(bases.transpose(1, 2), bases)  # (b, r, r)
+    eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+    system = gram + ridge * eye
+    rhs = _xt_bases(x, bases)  # (b, n, r)
+    if method == "solve":
+        # C^T A = X^T D with A symmetric  <=>  A C = D^T X
+        return torch.linalg.solve(system, rhs.transpose(1, 2)).transpose(1, 2)
+    if method == "newton_schulz":
+        return torch.bmm(rhs, spd_inverse(system, iters=iters))
+    raise ValueError(f"method must be 'solve' or 'newton_schulz', got {method!r}")
+
+
+def spd_inverse(system: Tensor, iters: int = 30) -> Tensor:
+    """Inverse of a batch of symmetric positive definite matrices by Newton-Schulz iteration."""
+    abs_sum = system.abs().sum(dim=-1)  # row sums = column sums for symmetric A
+    scale = abs_sum.amax(dim=-1, keepdim=True).square().unsqueeze(-1)  # ||A||_1 ||A||_inf
+    inverse = system / scale
+    two_eye = 2 * torch.eye(system.shape[-1], device=system.device, dtype=system.dtype)
+    for _ in range(iters):
+        inverse = torch.bmm(inverse, two_eye - torch.bmm(system, inverse))
+    return inverse

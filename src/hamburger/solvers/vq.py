@@ -1,0 +1,42 @@
+"""VQ ham: soft vector quantisation, a differentiable k-means (paper Algorithm 1)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from . import functional as MF
+from .base import MatrixDecomposition
+
+
+class VQ(MatrixDecomposition):
+    """Soft k-means: ``C = softmax(inv_temp * cos(D, X))``, ``D = X C^T diag(C 1_n)^-1``.
+
+    Exactly the official ``VQ2D``: the dictionary starts as N(0, 1) columns normalised to unit
+    norm; each step assigns with a softmax over the rank of the inverse-temperature cosine
+    similarity, normalises the codes over the tokens and sets the dictionary to the weighted
+    means (not renormalised). The differentiable last step is the softmax-cosine assignment
+    with the token norms ``||x||`` treated as constants.
+
+    Args:
+        inv_temp: ``1 / T``, the inverse temperature of the softmax (``INV_T``; 100 or 10 in
+            the official code). Large values approach hard k-means.
+
+    See :class:`~hamburger.solvers.base.MatrixDecomposition` for the other options.
+    """
+
+    distribution = "normal"
+
+    def __init__(self, rank: int = 64, *, inv_temp: float = 100.0, **kwargs) -> None:
+        super().__init__(rank, **kwargs)
+        if not float(inv_temp) > 0:
+            raise ValueError(f"inv_temp must be > 0, got {inv_temp}")
+        self.inv_temp = float(inv_temp)
+
+    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        return MF.vq_step(x, bases, self.inv_temp, self.eps)
+
+    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
+        return MF.vq_coef(x, bases, self.inv_temp, self.eps)
+
+    def _extra_options(self) -> list[str]:
+        return [f"inv_temp={self.inv_temp}"]
