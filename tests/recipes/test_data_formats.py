@@ -1,0 +1,298 @@
+"""Real dataset formats, each read from a tiny fixture tree in the dataset's exact on-disk layout."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hamburger.recipes.seg.data import DATASETS, DatasetError, build_dataset
+from hamburger.recipes.seg.data._io import bitwise_palette
+from hamburger.recipes.seg.data.cityscapes import LABEL_TO_TRAIN_ID
+from hamburger.recipes.seg.transforms import SegEvalTransform
+
+H, W = 6, 8
+
+
+def write_image(path, color=(200, 40, 90), size=(H, W), suffix=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    array = np.zeros((*size, 3), dtype=np.uint8)
+    array[:] = color
+    Image.fromarray(array).save(path, quality=95) if str(path).endswith(".jpg") else Image.fromarray(array).save(path)
+
+
+def write_mask(path, values, palette=False, mode="L"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    array = np.asarray(values, dtype=np.uint8)
+    if palette:
+        im = Image.fromarray(array, mode="P")
+        im.putpalette(bitwise_palette(256).flatten().tolist())
+    else:
+        im = Image.fromarray(array).convert(mode) if mode != "L" else Image.fromarray(array, mode="L")
+    im.save(path)
+
+
+def mask_with(values):
+    """An (H, W) uint8 mask whose first pixels hold ``values`` (the rest 0)."""
+    array = np.zeros(H * W, dtype=np.uint8)
+    array[: len(values)] = values
+    return array.reshape(H, W)
+
+
+def write_list(path, ids):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("".join(f"{i}\n" for i in ids))
+
+
+def expected(values, mapping):
+    return torch.from_numpy(np.array([mapping(v) for v in mask_with(values).flatten()]).reshape(H, W))
+
+
+# ------------------------------------------------------------------ VOC
+@pytest.fixture
+def voc_root(tmp_path):
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    for name in ("2007_000032", "2007_000033", "2008_000001"):
+        write_image(base / "JPEGImages" / f"{name}.jpg")
+    write_mask(base / "SegmentationClass" / "2007_000032.png", mask_with([0, 1, 15, 20, 255]), palette=True)
+    write_mask(base / "SegmentationClass" / "2007_000033.png", mask_with([3]), palette=True)
+    write_list(base / "ImageSets" / "Segmentation" / "train.txt", ["2007_000032"])
+    write_list(base / "ImageSets" / "Segmentation" / "val.txt", ["2007_000033"])
+    return tmp_path
+
+
+def test_voc_palette_png_gives_class_indices(voc_root):
+    ds = build_dataset("voc", root=str(voc_root), split="train")
+    assert len(ds) == 1 and ds.num_classes == 21 and ds.ignore_index == 255
+    assert ds.class_names[0] == "background" and ds.class_names[15] == "person"
+    item = ds[0]
+    assert item["name"] == "2007_000032"
+    assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, H, W)
+    assert item["mask"].dtype == torch.int64
+    assert torch.equal(item["mask"], torch.from_numpy(mask_with([0, 1, 15, 20, 255]).astype(np.int64)))
+    # JPEG is lossy: the colour is close, not exact
+    assert (item["image"].float().mean((1, 2)) - torch.tensor([200.0, 40.0, 90.0])).abs().max() < 6
+    assert ds.palette.dtype == torch.uint8 and ds.palette.shape == (21, 3)
+    assert ds.palette[0].tolist() == [0, 0, 0] and ds.palette[1].tolist() == [128, 0, 0]
+    assert ds.palette[15].tolist() == [192, 128, 128]
+
+
+@pytest.mark.parametrize("sub", ["", "VOCdevkit", "VOCdevkit/VOC2012"])
+def test_voc_root_may_be_any_level(voc_root, sub):
+    ds = build_dataset("voc", root=str(voc_root / sub) if sub else str(voc_root), split="val")
+    assert [s.name for s in ds.samples] == ["2007_000033"]
+    assert ds[0]["mask"][0, 0].item() == 3
+
+
+def test_voc_aug_list_and_fallback(voc_root):
+    base = voc_root / "VOCdevkit" / "VOC2012"
+    write_mask(base / "SegmentationClassAug" / "2008_000001.png", mask_with([0, 7, 7]))
+    write_mask(base / "SegmentationClassAug" / "2007_000032.png", mask_with([5]))
+    aug_list = base / "ImageSets" / "Segmentation" / "train_aug.txt"
+    aug_list.write_text(
+        "/JPEGImages/2007_000032.jpg /SegmentationClassAug/2007_000032.png\n"
+        "/JPEGImages/2008_000001.jpg /SegmentationClassAug/2008_000001.png\n"
+    )
+    train = build_dataset("voc_aug", root=str(voc_root), split="train")
+    assert [s.name for s in train.samples] == ["2007_000032", "2008_000001"]
+    assert train[0]["mask"][0, 0].item() == 5  # SegmentationClassAug wins over SegmentationClass
+    assert train[1]["mask"].flatten()[:3].tolist() == [0, 7, 7]
+    val = build_dataset("voc_aug", root=str(voc_root), split="val")  # falls back to SegmentationClass
+    assert val.samples[0].mask.endswith(os.path.join("SegmentationClass", "2007_000033.png"))
+
+
+def test_voc_missing_listed_image_names_file(voc_root):
+    base = voc_root / "VOCdevkit" / "VOC2012"
+    write_list(base / "ImageSets" / "Segmentation" / "train.txt", ["2007_000032", "2099_999999"])
+    with pytest.raises(FileNotFoundError, match="2099_999999.jpg"):
+        build_dataset("voc", root=str(voc_root), split="train")
+
+
+def test_voc_missing_mask_names_file(voc_root):
+    base = voc_root / "VOCdevkit" / "VOC2012"
+    write_list(base / "ImageSets" / "Segmentation" / "train.txt", ["2008_000001"])
+    with pytest.raises(FileNotFoundError, match="SegmentationClass.2008_000001.png"):
+        build_dataset("voc", root=str(voc_root), split="train")
+
+
+def test_empty_list_names_list_file(voc_root):
+    list_file = voc_root / "VOCdevkit" / "VOC2012" / "ImageSets" / "Segmentation" / "train.txt"
+    list_file.write_text("\n")
+    with pytest.raises(DatasetError, match="empty dataset.*train.txt"):
+        build_dataset("voc", root=str(voc_root), split="train")
+
+
+def test_missing_root_and_bad_split(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        build_dataset("voc", root=str(tmp_path / "nowhere"), split="train")
+    with pytest.raises(FileNotFoundError, match="JPEGImages"):
+        build_dataset("voc", root=str(tmp_path), split="train")
+    with pytest.raises(ValueError, match="split must be one of"):
+        build_dataset("voc", root=str(tmp_path), split="test")
+    with pytest.raises(ValueError, match="needs root"):
+        build_dataset("ade20k", split="train")
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(ValueError, match="unknown dataset 'coco'.*'ade20k'.*'voc_aug'"):
+        build_dataset("coco", split="train")
+    names = {"fashion_scenes", "voc", "voc_aug", "ade20k", "cityscapes", "pascal_context", "folder"}
+    assert set(DATASETS) == names
+
+
+# ------------------------------------------------------------------ ADE20K
+@pytest.fixture
+def ade_root(tmp_path):
+    base = tmp_path / "ADEChallengeData2016"
+    for sub, names in (("training", ["ADE_train_00000002", "ADE_train_00000001"]), ("validation", ["ADE_val_1"])):
+        for name in names:
+            write_image(base / "images" / sub / f"{name}.jpg")
+            write_mask(base / "annotations" / sub / f"{name}.png", mask_with([0, 1, 2, 150, 255]))
+    return tmp_path
+
+
+def test_ade20k_reduce_zero_label(ade_root):
+    ds = build_dataset("ade20k", root=str(ade_root), split="train")
+    assert ds.num_classes == 150 and len(ds.class_names) == 150 and ds.class_names[0] == "wall"
+    assert ds.class_names[149] == "flag" and ds.palette.shape == (150, 3)
+    assert [s.name for s in ds.samples] == ["ADE_train_00000001", "ADE_train_00000002"]  # sorted
+    mask = ds[0]["mask"]
+    assert mask.flatten()[:5].tolist() == [255, 0, 1, 149, 255]
+    assert (mask.flatten()[5:] == 255).all()  # stored 0 everywhere else
+    assert len(build_dataset("ade20k", root=str(ade_root / "ADEChallengeData2016"), split="val")) == 1
+
+
+def test_ade20k_label_out_of_range_names_file(ade_root):
+    bad = ade_root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_1.png"
+    write_mask(bad, mask_with([151]))
+    ds = build_dataset("ade20k", root=str(ade_root), split="val")
+    with pytest.raises(DatasetError, match=r"ADE_val_1\.png.*\[150\] outside \[0, 150\)"):
+        ds[0]
+
+
+def test_ade20k_empty_split_names_pattern(ade_root):
+    for f in (ade_root / "ADEChallengeData2016" / "images" / "validation").iterdir():
+        f.unlink()
+    with pytest.raises(DatasetError, match=r"empty dataset.*validation.*\*\.jpg"):
+        build_dataset("ade20k", root=str(ade_root), split="val")
+
+
+# ------------------------------------------------------------------ Cityscapes
+CITYSCAPES_TRAIN_IDS = [255] * 7 + [0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                        15, 255, 255, 16, 17, 18]  # fmt: skip
+
+
+@pytest.fixture
+def city_root(tmp_path):
+    for split, city, frame in (("train", "aachen", "aachen_000000_000019"), ("val", "lindau", "lindau_000001_000019")):
+        write_image(tmp_path / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png", size=(5, 7))
+        ids = np.arange(35).clip(max=33).reshape(5, 7)  # every labelId 0..33
+        write_mask(tmp_path / "gtFine" / split / city / f"{frame}_gtFine_labelIds.png", ids)
+        write_mask(tmp_path / "gtFine" / split / city / f"{frame}_gtFine_color.png", ids)  # ignored sibling
+    return tmp_path
+
+
+def test_cityscapes_label_ids_to_train_ids(city_root):
+    assert len(CITYSCAPES_TRAIN_IDS) == 34
+    assert {k: v for k, v in enumerate(CITYSCAPES_TRAIN_IDS) if v != 255} == LABEL_TO_TRAIN_ID
+    ds = build_dataset("cityscapes", root=str(city_root), split="train")
+    assert ds.num_classes == 19 and ds.class_names[0] == "road" and ds.class_names[18] == "bicycle"
+    assert ds.palette[0].tolist() == [128, 64, 128] and ds.palette.shape == (19, 3)
+    item = ds[0]
+    assert item["name"] == "aachen_000000_000019" and item["image"].shape == (3, 5, 7)
+    assert item["mask"].flatten().tolist() == CITYSCAPES_TRAIN_IDS + [18]
+    assert len(build_dataset("cityscapes", root=str(city_root), split="val")) == 1
+
+
+def test_cityscapes_missing_mask_and_bad_ids(city_root):
+    mask = city_root / "gtFine" / "val" / "lindau" / "lindau_000001_000019_gtFine_labelIds.png"
+    write_mask(mask, np.full((5, 7), 40))
+    with pytest.raises(DatasetError, match="lindau_000001_000019_gtFine_labelIds.png.*40"):
+        build_dataset("cityscapes", root=str(city_root), split="val")[0]
+    mask.unlink()
+    with pytest.raises(FileNotFoundError, match="lindau_000001_000019_gtFine_labelIds.png"):
+        build_dataset("cityscapes", root=str(city_root), split="val")
+
+
+# ------------------------------------------------------------------ PASCAL-Context
+def test_pascal_context_59(tmp_path):
+    base = tmp_path / "VOCdevkit" / "VOC2010"
+    write_image(base / "JPEGImages" / "2008_000002.jpg")
+    write_mask(base / "SegmentationClassContext" / "2008_000002.png", mask_with([0, 1, 30, 59]))
+    write_list(base / "ImageSets" / "SegmentationContext" / "train.txt", ["2008_000002"])
+    ds = build_dataset("pascal_context", root=str(tmp_path), split="train")
+    assert ds.num_classes == 59 and ds.class_names[0] == "aeroplane" and ds.class_names[58] == "wood"
+    assert ds[0]["mask"].flatten()[:4].tolist() == [255, 0, 29, 58]
+    write_mask(base / "SegmentationClassContext" / "2008_000002.png", mask_with([60]))
+    with pytest.raises(DatasetError, match=r"2008_000002\.png.*\[59\]"):
+        ds[0]
+
+
+# ------------------------------------------------------------------ generic folder
+def test_folder_jpg_png_palette_and_grayscale(tmp_path):
+    write_image(tmp_path / "images" / "b.png", color=(1, 2, 3))
+    write_image(tmp_path / "images" / "a.jpg")
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    write_mask(tmp_path / "masks" / "a.png", mask_with([0, 1, 2, 255]), palette=True)
+    write_mask(tmp_path / "masks" / "b.png", mask_with([2, 2]))
+    ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=3, class_names=["bg", "x", "y"])
+    assert [s.name for s in ds.samples] == ["a", "b"]
+    assert ds.class_names == ["bg", "x", "y"] and ds.palette.shape == (3, 3)
+    assert ds[0]["mask"].flatten()[:4].tolist() == [0, 1, 2, 255]
+    assert torch.equal(ds[1]["image"][:, 0, 0], torch.tensor([1, 2, 3], dtype=torch.uint8))  # PNG: exact
+    ds_r = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, reduce_zero_label=True)
+    assert ds_r[1]["mask"].flatten()[:3].tolist() == [1, 1, 255]
+
+
+def test_folder_per_split_dirs_and_errors(tmp_path):
+    for split in ("train", "val"):
+        write_image(tmp_path / "images" / split / f"{split}1.png")
+        write_mask(tmp_path / "masks" / split / f"{split}1.png", mask_with([1]))
+    val = build_dataset("folder", root=str(tmp_path), split="val", num_classes=2)
+    assert [s.name for s in val.samples] == ["val1"]
+    write_mask(tmp_path / "masks" / "val" / "val1.png", mask_with([2]))
+    with pytest.raises(DatasetError, match=r"val1\.png.*\[2\] outside \[0, 2\)"):
+        val[0]
+    write_image(tmp_path / "images" / "val" / "orphan.jpg")
+    with pytest.raises(FileNotFoundError, match="orphan.png"):
+        build_dataset("folder", root=str(tmp_path), split="val", num_classes=2)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_dataset("folder", root=str(tmp_path), split="val", num_classes=0)
+
+
+def test_size_mismatch_unreadable_and_rgb_mask(tmp_path):
+    write_image(tmp_path / "images" / "a.png")
+    write_mask(tmp_path / "masks" / "a.png", np.zeros((H + 1, W), dtype=np.uint8))
+    ds = build_dataset("folder", root=str(tmp_path), split="x", num_classes=2)
+    with pytest.raises(DatasetError, match=r"images.a\.png is 8x6.*masks.a\.png is 8x7"):
+        ds[0]
+    write_mask(tmp_path / "masks" / "a.png", np.zeros((H, W), dtype=np.uint8), mode="RGB")
+    with pytest.raises(DatasetError, match=r"masks.a\.png has image mode 'RGB'"):
+        ds[0]
+    (tmp_path / "images" / "a.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(DatasetError, match=r"cannot read image .*a\.png"):
+        ds[0]
+    os.remove(tmp_path / "images" / "a.png")
+    with pytest.raises(FileNotFoundError, match=r"image file not found: .*a\.png"):
+        ds[0]
+
+
+def test_empty_folder_names_root_and_pattern(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DatasetError, match=f"empty dataset.*{tmp_path}.*images"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2)
+
+
+def test_transform_is_applied(voc_root):
+    ds = build_dataset(
+        "voc", root=str(voc_root), split="train", transform=SegEvalTransform(mean=(0, 0, 0), std=(1, 1, 1))
+    )
+    item = ds[0]
+    assert item["image"].dtype == torch.float32 and item["image"].max() <= 1.0
+    assert item["mask"].flatten()[:5].tolist() == [0, 1, 15, 20, 255]
+    batch = torch.utils.data.default_collate([item, item])
+    assert batch["image"].shape == (2, 3, H, W) and batch["name"] == ["2007_000032"] * 2
