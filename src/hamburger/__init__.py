@@ -7,6 +7,7 @@ are imported from their subpackages on demand.
 from __future__ import annotations
 
 from .blocks import Hamburger, HamburgerTokens
+from .models import create_model, list_models
 from .solvers import CD, NMF, SOLVERS, VQ, MatrixDecomposition, create_solver
 
 __version__ = "0.1.0"
@@ -20,5 +21,7 @@ __all__ = [
     "HamburgerTokens",
     "MatrixDecomposition",
     "__version__",
+    "create_model",
     "create_solver",
+    "list_models",
 ]
