@@ -103,6 +103,8 @@ class Hamburger(nn.Module):
                 ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
                 grad_mode=grad_mode, init=init, channels=None if init == "random" else ham_channels,
             )  # fmt: skip
+            if device is not None or dtype is not None:  # the online / learned dictionary follows the block
+                solver.to(device=device, dtype=dtype)
         else:
             raise TypeError(f"ham must be a name or a MatrixDecomposition, got {type(ham).__name__}")
         if ham_channels % solver.groups:
@@ -114,9 +116,12 @@ class Hamburger(nn.Module):
         self.lower_act = nn.ReLU() if solver.needs_nonnegative else nn.Identity()
         self.ham = solver
         if dual:
+            if solver.init != "random":
+                raise ValueError(
+                    f"dual=True needs init='random', got init={solver.init!r}: the channel branch's "
+                    "dictionary size depends on the resolution"
+                )
             self.ham_channel = copy.deepcopy(solver)
-            if self.ham_channel.init != "random":
-                raise ValueError("dual=True needs init='random': the channel branch's dictionary size depends on the resolution")
             self.ham_channel.spatial = False
         else:
             self.ham_channel = None

@@ -198,7 +198,7 @@ class MatrixDecomposition(nn.Module):
                 bases, coef = self.step(x, bases, coef)
         for _ in range(k):
             bases, coef = self.step(x, bases, coef)
-        if k == 0:  # the one-step gradient: the dictionary and codes enter as constants
+        if self.grad_mode == "one_step":  # the dictionary and codes enter the code step as constants
             bases = bases.detach()
             coef = None if coef is None else coef.detach()
         return bases, self.final_coef(x, bases, coef)
@@ -237,7 +237,7 @@ class MatrixDecomposition(nn.Module):
                     f"bases must have shape (B * groups, {'C // groups' if self.spatial else 'N'}, rank) = "
                     f"{expected_shape} for x of shape {tuple(x.shape)}, got {tuple(bases.shape)}"
                 )
-        if self.check_input and not _is_tracing():
+        if self.check_input and x.device.type != "meta" and not _is_tracing():
             self._check_values(x)
 
     def _check_values(self, x: Tensor) -> None:
@@ -285,7 +285,7 @@ class MatrixDecomposition(nn.Module):
         compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
         autocast_off = (
             torch.autocast(x.device.type, enabled=False)
-            if torch.is_autocast_enabled(x.device.type)
+            if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
             else contextlib.nullcontext()
         )
         with autocast_off:
