@@ -1,19 +1,37 @@
 """Context-module zoo: every global-context block shares the ``(B, C, H, W) -> (B, C, H, W)``
 residual contract, so heads and benchmarks can swap them by name.
 
-``CONTEXT_BLOCKS`` maps a name to a callable ``(channels, **kwargs) -> nn.Module``.
+``CONTEXT_BLOCKS`` maps a name to a callable ``(channels, **kwargs) -> nn.Module``:
+
+* ``"hamburger"``: :class:`Hamburger` (matrix decomposition, linear in ``n``);
+* ``"self_attention"``: :class:`SelfAttention2d` (explicit ``n x n`` map, the paper's SA);
+* ``"non_local"``: :class:`NonLocal2d` (embedded-Gaussian non-local block, ``C / 2`` wide);
+* ``"sdpa"``: :class:`SDPAttention2d` (multi-head, fused ``scaled_dot_product_attention``);
+* ``"linear"``: :class:`LinearAttention2d` (efficient attention, linear in ``n``);
+* ``"em"``: :class:`EMAttention2d` (EMANet's EM attention over ``k`` bases);
+* ``"none"``: identity.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
+from .em_attention import EMAttention2d
 from .hamburger import Hamburger
+from .linear_attention import LinearAttention2d
+from .non_local import NonLocal2d
+from .sdpa_attention import SDPAttention2d
+from .self_attention import SelfAttention2d
 
 CONTEXT_BLOCKS: dict[str, Callable[..., nn.Module]] = {
     "hamburger": Hamburger,
+    "self_attention": SelfAttention2d,
+    "non_local": NonLocal2d,
+    "sdpa": SDPAttention2d,
+    "linear": LinearAttention2d,
+    "em": EMAttention2d,
     "none": lambda channels, **kwargs: nn.Identity(),
 }
 

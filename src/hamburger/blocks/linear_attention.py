@@ -1,0 +1,69 @@
+"""Linear ("efficient") attention: two softmaxes instead of one, cost linear in ``n``.
+
+Paper: Shen et al., "Efficient Attention: Attention with Linear Complexities", WACV 2021,
+Sec. 3 (softmax of the queries over the feature dimension, of the keys over the positions).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import LayerType, get_norm_layer
+from ._context import check_feature_map, check_positive_int
+
+
+class LinearAttention2d(nn.Module):
+    """Efficient attention ``(softmax_n(K) V^T)^T softmax_C(Q)`` as a residual block.
+
+    Per head, with ``Q, K, V`` of shape ``(C/h, n)``: ``G = softmax_n(K) V^T`` is a
+    ``(C/h) x (C/h)`` global context matrix and the output is ``G^T softmax_C(Q)``; nothing of
+    size ``n x n`` is formed. Projections as :class:`~hamburger.blocks.SelfAttention2d` (four
+    ``C x C`` 1x1 convolutions). ``Y = X + norm(W_o concat_h(...))``. Matmul FLOPs of one
+    forward, one sample: ``2 (4 n C^2 + 2 n C^2 / heads)``.
+
+    Args:
+        channels: ``C``, input and output channels; must be divisible by ``heads``.
+        heads: number of heads (1 = one global context matrix of size ``C x C``).
+        bias: biases on the four projections.
+        norm_layer: norm after the output projection.
+
+    Shape:
+        ``(B, C, H, W)`` -> same shape.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        heads: int = 1,
+        bias: bool = False,
+        norm_layer: LayerType = "batch",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_positive_int("channels", channels)
+        self.heads = check_positive_int("heads", heads)
+        if channels % heads:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
+        self.bias = bool(bias)
+        dd = {"device": device, "dtype": dtype}
+        self.query = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
+        self.key = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
+        self.value = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
+        self.proj = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
+        self.norm = get_norm_layer(norm_layer, 2)(channels, **dd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n = check_feature_map(x, self.channels)
+        shape = (b * self.heads, self.channels // self.heads, n)
+        q = self.query(x).reshape(shape).softmax(dim=1)  # over features
+        k = self.key(x).reshape(shape).softmax(dim=2)  # over positions
+        v = self.value(x).reshape(shape)
+        context = torch.bmm(k, v.transpose(1, 2))  # (bh, C/h, C/h) = K V^T
+        out = torch.bmm(context.transpose(1, 2), q)  # (bh, C/h, n)
+        return x + self.norm(self.proj(out.reshape(x.shape)))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, heads={self.heads}, bias={self.bias}"

@@ -1,0 +1,169 @@
+"""The benchmark suite at toy sizes: row contents, parameter counts and FLOPs against hand counts.
+
+Timings are never asserted (the machine is shared); only that they are positive and ordered.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from hamburger.bench import (
+    BENCH_MODULES,
+    BenchConfig,
+    LiveTensorTracker,
+    count_flops,
+    format_table,
+    matmul_rate,
+    peak_memory,
+    run_benchmark,
+)
+from hamburger.bench.cli import main
+
+B, C, S, R, K = 2, 16, 6, 4, 3  # batch, channels, side, rank, steps
+N = S * S
+
+
+def hand_flops(name: str, b: int = B, c: int = C, n: int = N, r: int = R, k: int = K) -> int:
+    """Forward FLOPs of the matmuls/convolutions (2 per multiply-add), counted by hand."""
+    d = c
+    breads = 2 * (2 * n * c * d)  # lower and upper 1x1 convolutions
+    nmf = 2 * n * d * r * (2 * k + 3) + 2 * r * r * (d + n) * (2 * k + 1)  # init, K x (C, D), final C, D C^T
+    vq = 2 * n * d * r * (2 * k + 2)  # K x (X^T D, X C), final X^T D, D C^T
+    cd = vq + 2 * d * r * r  # + the r x r Gram matrix of the ridge solve
+    per_sample = {
+        "self_attention": 2 * (4 * n * c * c + 2 * n * n * c),
+        "sdpa": 2 * (4 * n * c * c + 2 * n * n * c),
+        "non_local": 2 * (2 * n * c * c + n * n * c),
+        "linear": 2 * (4 * n * c * c + 2 * n * c * c),
+        "em": 2 * (2 * n * c * c) + 2 * n * c * 64 * (2 * 3 + 2),  # 64 bases, 3 EM stages
+        "nmf": nmf,
+        "vq": vq,
+        "cd": cd,
+        "ham_nmf": breads + nmf,
+        "ham_vq": breads + vq,
+        "ham_cd": breads + cd,
+    }
+    return b * per_sample[name]
+
+
+def hand_params(name: str, c: int = C) -> int:
+    bn = 2 * c
+    return {
+        "self_attention": 4 * c * c + bn,
+        "sdpa": 4 * c * c + bn,
+        "linear": 4 * c * c + bn,
+        "non_local": 4 * c * (c // 2) + 3 * (c // 2) + c + bn,
+        "em": 2 * c * c + c + bn,
+        "ham_nmf": 2 * c * c + c + bn,
+        "ham_vq": 2 * c * c + c + bn,
+        "ham_cd": 2 * c * c + c + bn,
+        "nmf": 0,
+        "vq": 0,
+        "cd": 0,
+    }[name]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Toy-size ops on a shared 2-core machine: one thread avoids OpenMP spin contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def result():
+    config = BenchConfig(
+        modules=list(BENCH_MODULES), sizes=[S], channels=[C], ranks=[R], steps=[K], batch_sizes=[B],
+        warmup=0, repeats=2, matmul_size=64,
+    )  # fmt: skip
+    return run_benchmark(config)
+
+
+def test_one_row_per_module_with_hand_counted_params_and_flops(result):
+    rows = {r["module"]: r for r in result["rows"]}
+    assert len(result["rows"]) == len(BENCH_MODULES) and set(rows) == set(BENCH_MODULES)
+    for name, row in rows.items():
+        assert (row["n"], row["channels"], row["rank"], row["steps"], row["batch"]) == (N, C, R, K, B)
+        assert row["params"] == hand_params(name), name
+        assert row["flops_fwd"] == hand_flops(name), name
+        assert row["macs_fwd"] * 2 == row["flops_fwd"]
+        assert row["flops_train"] > row["flops_fwd"]
+        assert 0 < row["infer_ms_min"] <= row["infer_ms"] <= row["infer_ms_max"]
+        assert 0 < row["train_ms_min"] <= row["train_ms"] <= row["train_ms_max"]
+        assert row["infer_peak_mib"] > 0 and row["train_peak_mib"] > 0
+        assert row["infer_gflops_per_s"] > 0 and row["infer_frac_matmul_peak"] > 0
+
+
+def test_attention_training_flops_are_three_times_forward(result):
+    # every matmul/conv has two backward products of the same size (input and weight/other operand)
+    rows = {r["module"]: r for r in result["rows"]}
+    for name in ("self_attention", "sdpa", "non_local"):
+        assert rows[name]["flops_train"] == 3 * rows[name]["flops_fwd"], name
+
+
+def test_meta_reports_matmul_rate_and_conventions(result):
+    meta = result["meta"]
+    assert meta["matmul"]["size"] == 64 and meta["matmul"]["median_gflops"] > 0
+    assert any("MACs = FLOPs / 2" in note for note in meta["notes"])
+    assert meta["config"]["sizes"] == [S]
+    json.dumps(result)  # serialisable
+    table = format_table(result["rows"])
+    assert len(table.splitlines()) == 2 + len(BENCH_MODULES)
+
+
+def test_paper_table3_sa_macs_by_formula():
+    # Table 3: SA at 1 x 512 x 128 x 128 has 292 GMACs: 4 n d^2 + 2 n^2 d
+    macs = hand_flops("self_attention", b=1, c=512, n=128 * 128) // 2
+    assert macs == 4 * 16384 * 512**2 + 2 * 16384**2 * 512 and round(macs / 1e9) == 292
+
+
+def test_count_flops_includes_cpu_sdpa_kernel():
+    q = torch.randn(1, 2, 10, 4)
+    assert count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q)) == 2 * (2 * 2 * 10 * 10 * 4)
+
+
+def test_live_tensor_tracker_counts_live_bytes_only():
+    x = torch.randn(256, 256)  # allocated before: not counted
+    mib = 256 * 256 * 4
+    with LiveTensorTracker() as tracker:
+        a = x @ x
+        b = a.relu()
+        view = b.view(-1)  # alias: not counted
+        del a
+        c = b * 2
+    assert tracker.peak == 2 * mib and tracker.live == 2 * mib
+    del b, c, view
+    assert tracker.live == 0
+
+
+def test_peak_memory_cpu_matches_hand_count():
+    x = torch.randn(128, 128)
+    # x @ x (64 KiB) then .relu() (64 KiB) while the first is alive -> 128 KiB
+    assert peak_memory(lambda: (x @ x).relu(), device=torch.device("cpu")) == 2 * 128 * 128 * 4
+
+
+def test_matmul_rate_is_positive():
+    rate = matmul_rate(32, repeats=2)
+    assert rate.best_gflops >= rate.median_gflops > 0
+
+
+def test_cli_quick_writes_csv_json_and_plot(tmp_path, capsys):
+    code = main(["--quick", "--modules", "ham_nmf", "sdpa", "--out", str(tmp_path)])
+    assert code == 0
+    assert "ham_nmf" in capsys.readouterr().out
+    with open(tmp_path / "bench.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["module"] for r in rows] == ["ham_nmf", "sdpa"] * 2  # two quick sizes
+    assert json.loads((tmp_path / "bench.json").read_text())["meta"]["matmul"]["size"] == 512
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+
+
+def test_cli_rejects_bad_grid(capsys):
+    assert main(["--sizes", "0", "--modules", "sdpa"]) == 2
+    assert "sizes" in capsys.readouterr().err
