@@ -167,7 +167,12 @@ class MatrixDecomposition(nn.Module):
         """Codes before the first step, ``(b, n, r)``; ``None`` where the steps ignore them."""
         return None
 
-    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+    def prepare(self, x: Tensor):
+        """What ``step`` receives as its data: ``x`` itself, or constants derived from it once per forward."""
+        return x
+
+    def step(self, data, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One solver iteration on ``data = prepare(x)``; returns the new bases and codes."""
         raise NotImplementedError
 
     def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
@@ -193,11 +198,13 @@ class MatrixDecomposition(nn.Module):
         grad = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad and k == steps):
             coef = self.init_coef(x, bases)
+        with torch.set_grad_enabled(grad and k > 0):
+            data = self.prepare(x)  # per-forward constants of the steps (e.g. normalised x)
         with torch.no_grad():
             for _ in range(steps - k):
-                bases, coef = self.step(x, bases, coef)
+                bases, coef = self.step(data, bases, coef)
         for _ in range(k):
-            bases, coef = self.step(x, bases, coef)
+            bases, coef = self.step(data, bases, coef)
         if self.grad_mode == "one_step":  # the dictionary and codes enter the code step as constants
             bases = bases.detach()
             coef = None if coef is None else coef.detach()
@@ -241,17 +248,13 @@ class MatrixDecomposition(nn.Module):
             self._check_values(x)
 
     def _check_values(self, x: Tensor) -> None:
-        with torch.no_grad():
-            finite = torch.isfinite(x).all()
-            if self.needs_nonnegative:
-                ok = torch.stack([finite, (x >= 0).all()]).tolist()
-            else:
-                ok = [bool(finite)]
-        if not ok[0]:
+        with torch.no_grad():  # one pass: NaN propagates through min/max, inf shows in them
+            low, high = torch.stack(torch.aminmax(x)).tolist()
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError("x contains NaN or inf; the decomposition needs finite input")
-        if len(ok) > 1 and not ok[1]:
+        if self.needs_nonnegative and low < 0:
             raise ValueError(
-                f"{type(self).__name__} needs non-negative x (got min {x.min().item():.3g}); "
+                f"{type(self).__name__} needs non-negative x (got min {low:.3g}); "
                 "apply ReLU first, as the Hamburger block does before NMF"
             )
 
@@ -297,7 +300,10 @@ class MatrixDecomposition(nn.Module):
             d_final, coef = self.decompose(xm, d0)
             if self.init == "online" and self.training:
                 self.online_update(d_final)
-            out = torch.bmm(d_final, coef.transpose(1, 2))  # (b, d, r) @ (b, r, n) -> (b, d, n)
+            if xm.stride(1) == 1:  # channels-last input: keep its layout, (b, n, r) @ (b, r, d) -> (b, n, d)
+                out = torch.bmm(coef, d_final.transpose(1, 2)).transpose(1, 2)
+            else:
+                out = torch.bmm(d_final, coef.transpose(1, 2))  # (b, d, r) @ (b, r, n) -> (b, d, n)
             if not self.spatial:
                 out = out.transpose(1, 2)
         return out.reshape(shape).to(dtype)

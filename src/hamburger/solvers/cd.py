@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as MF
@@ -52,8 +53,12 @@ class CD(MatrixDecomposition):
         self.ridge = float(ridge)
         self.solve = solve
 
-    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        return MF.cd_step(x, bases, self.inv_temp, self.eps)
+    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, F.normalize(x, dim=1)  # the cosine needs normalised tokens; they do not change
+
+    def step(self, data: tuple[Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        x, std_x = data
+        return MF.cd_step(x, bases, self.inv_temp, self.eps, std_x=std_x)
 
     def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
         return MF.ridge_coef(x, bases, self.ridge, method=self.solve)

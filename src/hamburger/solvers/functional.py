@@ -70,10 +70,14 @@ def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float) -> Te
 
 
 def vq_step(
-    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6
+    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6, *, std_x: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """One soft k-means iteration: cosine assignment, then ``D <- X C^T diag(C 1)^-1``."""
-    coef = _assign(F.normalize(x, dim=1), F.normalize(bases, dim=1, eps=eps), inv_temp, eps)
+    """One soft k-means iteration: cosine assignment, then ``D <- X C^T diag(C 1)^-1``.
+
+    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
+    """
+    std_x = F.normalize(x, dim=1) if std_x is None else std_x
+    coef = _assign(std_x, F.normalize(bases, dim=1, eps=eps), inv_temp, eps)
     return torch.bmm(x, coef), coef
 
 
@@ -89,10 +93,14 @@ def vq_coef(x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6
 
 
 def cd_step(
-    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6
+    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6, *, std_x: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """One concept-decomposition (spherical k-means) iteration; bases stay unit-norm."""
-    coef = _assign(F.normalize(x, dim=1), bases, inv_temp, eps)
+    """One concept-decomposition (spherical k-means) iteration; bases stay unit-norm.
+
+    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
+    """
+    std_x = F.normalize(x, dim=1) if std_x is None else std_x
+    coef = _assign(std_x, bases, inv_temp, eps)
     return F.normalize(torch.bmm(x, coef), dim=1, eps=eps), coef
 
 

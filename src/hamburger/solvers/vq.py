@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as MF
@@ -32,8 +33,12 @@ class VQ(MatrixDecomposition):
             raise ValueError(f"inv_temp must be > 0, got {inv_temp}")
         self.inv_temp = float(inv_temp)
 
-    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        return MF.vq_step(x, bases, self.inv_temp, self.eps)
+    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x, F.normalize(x, dim=1)  # the cosine needs normalised tokens; they do not change
+
+    def step(self, data: tuple[Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        x, std_x = data
+        return MF.vq_step(x, bases, self.inv_temp, self.eps, std_x=std_x)
 
     def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
         return MF.vq_coef(x, bases, self.inv_temp, self.eps)
