@@ -43,6 +43,13 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
+def _detach(value):
+    """Detach a tensor, or each tensor of a tuple (codes may travel with cached products)."""
+    if value is None or isinstance(value, Tensor):
+        return None if value is None else value.detach()
+    return tuple(_detach(v) for v in value)
+
+
 def _is_tracing() -> bool:
     compiler = getattr(torch, "compiler", None)
     if compiler is not None and compiler.is_compiling():
@@ -163,8 +170,9 @@ class MatrixDecomposition(nn.Module):
             self.bases = nn.Parameter(bases)
 
     # ------------------------------------------------------------------ kernels (subclasses)
-    def init_coef(self, x: Tensor, bases: Tensor) -> Tensor | None:
-        """Codes before the first step, ``(b, n, r)``; ``None`` where the steps ignore them."""
+    def init_coef(self, x: Tensor, bases: Tensor):
+        """Codes before the first step, ``(b, n, r)`` (or a tuple with cached products that
+        ``step`` / ``final_coef`` understand); ``None`` where the steps ignore them."""
         return None
 
     def prepare(self, x: Tensor):
@@ -207,7 +215,7 @@ class MatrixDecomposition(nn.Module):
             bases, coef = self.step(data, bases, coef)
         if self.grad_mode == "one_step":  # the dictionary and codes enter the code step as constants
             bases = bases.detach()
-            coef = None if coef is None else coef.detach()
+            coef = _detach(coef)
         return bases, self.final_coef(x, bases, coef)
 
     # ------------------------------------------------------------------ plumbing

@@ -37,9 +37,15 @@ def softmax_coef(x: Tensor, bases: Tensor, inv_temp: float) -> Tensor:
     return F.softmax(inv_temp * _xt_bases(x, bases), dim=-1)
 
 
-def nmf_coef_step(x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6) -> Tensor:
-    """Lee-Seung update of the codes: ``C <- C * (D^T X) / (D^T D C + eps)``."""
-    numerator = _xt_bases(x, bases)  # (b, n, r)
+def nmf_coef_step(
+    x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6, *, numerator: Tensor | None = None
+) -> Tensor:
+    """Lee-Seung update of the codes: ``C <- C * (D^T X) / (D^T D C + eps)``.
+
+    ``numerator`` may pass in ``X^T D`` when it was already computed for these bases (it is then
+    consumed: overwritten in place when autograd is off).
+    """
+    numerator = _xt_bases(x, bases) if numerator is None else numerator  # (b, n, r)
     denominator = torch.bmm(coef, torch.bmm(bases.transpose(1, 2), bases))  # (b, n, r)
     return _mu(coef, numerator, denominator, eps)
 
@@ -52,10 +58,10 @@ def nmf_bases_step(x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6) ->
 
 
 def nmf_step(
-    x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6
+    x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6, *, numerator: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """One NMF iteration: codes first, then the dictionary with the new codes."""
-    coef = nmf_coef_step(x, bases, coef, eps)
+    coef = nmf_coef_step(x, bases, coef, eps, numerator=numerator)
     bases = nmf_bases_step(x, bases, coef, eps)
     return bases, coef
 

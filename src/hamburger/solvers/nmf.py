@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import functional as MF
@@ -32,11 +34,16 @@ class NMF(MatrixDecomposition):
     distribution = "uniform"
     needs_nonnegative = True
 
-    def init_coef(self, x: Tensor, bases: Tensor) -> Tensor:
-        return MF.softmax_coef(x, bases, 1.0)
+    def init_coef(self, x: Tensor, bases: Tensor) -> tuple[Tensor, Tensor]:
+        # X^T D_0 gives the initial codes softmax(X^T D_0) and is also the numerator of the first
+        # code update (same bases): computing it once saves one of the K + 2 large products.
+        xtb = torch.bmm(x.transpose(1, 2), bases)  # (b, d, n)^T @ (b, d, r) -> (b, n, r)
+        return F.softmax(xtb, dim=-1), xtb
 
-    def step(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        return MF.nmf_step(x, bases, coef, self.eps)
+    def step(self, x: Tensor, bases: Tensor, coef) -> tuple[Tensor, Tensor]:
+        coef, numerator = coef if isinstance(coef, tuple) else (coef, None)
+        return MF.nmf_step(x, bases, coef, self.eps, numerator=numerator)
 
-    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
-        return MF.nmf_coef_step(x, bases, coef, self.eps)
+    def final_coef(self, x: Tensor, bases: Tensor, coef) -> Tensor:
+        coef, numerator = coef if isinstance(coef, tuple) else (coef, None)
+        return MF.nmf_coef_step(x, bases, coef, self.eps, numerator=numerator)
