@@ -99,7 +99,7 @@ def test_relu_before_nmf_only(name):
     block = _block(name)
     assert isinstance(block.lower_act, nn.ReLU) == (name == "nmf")
     seen = []
-    block.ham.register_forward_hook(lambda module, args, out: seen.append(args[0].min().item()))
+    block.lower_act.register_forward_hook(lambda module, args, out: seen.append(out.min().item()))  # the ham's input
     block(torch.randn(2, 16, 4, 4))
     assert (seen[0] >= 0) == (name == "nmf")
 
@@ -295,3 +295,28 @@ def test_onnx_export_block(name, options, tmp_path):
     session = ReferenceEvaluator(model)
     (got,) = session.run(None, {session.input_names[0]: x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), block(x).detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("ham", ["nmf", "vq", "cd"])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("training", [False, True])
+def test_folded_upper_bread_equals_unfolded(ham, groups, training):
+    """V1 computes W_u (D C) as (W_u D) C; same values and gradients as conv(ham(x))."""
+    block = hb.Hamburger(16, ham=ham, rank=4, groups=groups).double().train(training)
+    assert block.fold_upper
+    x = torch.randn(2, 16, 5, 6, dtype=torch.float64, requires_grad=True)
+    outputs = []
+    for fold in (True, False):
+        block.fold_upper = fold
+        torch.manual_seed(3)  # same random bases in training mode
+        y = block(x)
+        (grad,) = torch.autograd.grad(y.square().sum(), x)
+        outputs.append((y, grad))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(outputs[0][1], outputs[1][1], rtol=1e-10, atol=1e-12)
+
+
+def test_fold_only_where_it_is_the_same_function():
+    assert not hb.Hamburger(16, rank=4, version="v2").fold_upper
+    assert not hb.Hamburger(16, rank=4, version="v2+", dual=True).fold_upper
+    assert hb.Hamburger(16, rank=4, conv_layer="spectral", norm_layer=None).fold_upper

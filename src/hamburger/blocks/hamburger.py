@@ -146,6 +146,19 @@ class Hamburger(nn.Module):
         self.coef_ham = None if gate_init is None else nn.Parameter(torch.full((1,), float(gate_init), **dd))
         self.coef_shortcut = nn.Parameter(torch.ones(1, **dd)) if version == "v2+" else None
         self.out_act = get_act_layer(out_act)()
+        # V1 ends in W_u (D C): computing (W_u D) C instead replaces the n*d*C bread and the n*d*r
+        # reconstruction by one n*C*r product (the same function, about a quarter fewer FLOPs).
+        self.fold_upper = (
+            version == "v1"
+            and not dual
+            and solver.spatial
+            and isinstance(self.upper_bread, _ConvNd)
+            and self.upper_bread.groups == 1
+            and all(k == 1 for k in self.upper_bread.kernel_size)
+            and all(st == 1 for st in self.upper_bread.stride)
+            and all(p == 0 for p in self.upper_bread.padding)
+            and self.upper_bread.bias is None
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -163,12 +176,32 @@ class Hamburger(nn.Module):
         spatial_half, channel_half = x.chunk(2, dim=1)
         return torch.cat([self.ham(spatial_half), self.ham_channel(channel_half)], dim=1)
 
+    def _folded_upper(self, branch: Tensor) -> Tensor:
+        """``upper_bread(ham(branch))`` computed as ``(W_u D) C`` from the ham's factors."""
+        bases, coef = self.ham.factors(branch)  # (B*S, d, r), (B*S, n, r), float32 for half input
+        weight = self.upper_bread.weight
+        bases, coef = bases.to(weight.dtype), coef.to(weight.dtype)  # what the conv would see
+        b, s = branch.shape[0], self.ham.groups
+        d, r, n = bases.shape[1], bases.shape[2], coef.shape[1]
+        weight = weight.reshape(self.channels, s, d)  # W_u split by group: (C, S, d)
+        if s == 1:
+            w_d = torch.matmul(weight[:, 0], bases)  # (C, d) @ (B, d, r) -> (B, C, r)
+            codes = coef.transpose(1, 2)  # (B, r, n)
+        else:
+            w_d = torch.einsum("csd,bsdr->bcsr", weight, bases.reshape(b, s, d, r)).reshape(b, self.channels, s * r)
+            codes = coef.reshape(b, s, n, r).permute(0, 1, 3, 2).reshape(b, s * r, n)  # (B, S*r, n)
+        out = torch.matmul(w_d, codes)  # (B, C, S*r) @ (B, S*r, n) -> (B, C, n)
+        return out.reshape(b, self.channels, *branch.shape[2:])
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() < 3 or x.shape[1] != self.channels:
             raise ValueError(f"x must have shape (B, {self.channels}, *spatial), got {tuple(x.shape)}")
         branch = self.lower_act(self.lower_bread(x))
-        branch = self.cheese(self._ham(branch))
-        branch = self.upper_norm(self.upper_bread(branch))
+        if self.fold_upper:
+            branch = self._folded_upper(branch)
+        else:
+            branch = self.upper_bread(self.cheese(self._ham(branch)))
+        branch = self.upper_norm(branch)
         if self.coef_ham is not None:
             branch = self.coef_ham * branch
         shortcut = x if self.coef_shortcut is None else self.coef_shortcut * x

@@ -289,32 +289,45 @@ class MatrixDecomposition(nn.Module):
         self.bases.add_(update - self.bases, alpha=self.momentum)
         self.bases.copy_(F.normalize(self.bases, dim=1))
 
-    def forward(self, x: Tensor, bases: Tensor | None = None) -> Tensor:
-        """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary."""
+    @staticmethod
+    def _autocast_off(x: Tensor):
+        if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
+            return torch.autocast(x.device.type, enabled=False)
+        return contextlib.nullcontext()
+
+    def _matrix(self, x: Tensor) -> Tensor:
+        """``x`` as the matrices the solver works on: (B*S, d, n), or (B*S, n, d) over channels."""
+        compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        b, c = x.shape[:2]
+        xm = x.to(compute).reshape(b * self.groups, c // self.groups, -1)  # (B*S, d, n)
+        return xm if self.spatial else xm.transpose(1, 2)
+
+    def factors(self, x: Tensor, bases: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Validate ``x`` and decompose it: the final dictionary ``D`` (B*S, d, r) and codes
+        ``C^T`` (B*S, n, r), in the compute dtype (float32 for half-precision input).
+
+        ``forward`` returns ``D C`` reshaped like ``x``; blocks use the factors directly to fold
+        the following 1x1 convolution into the small dictionary (``W (D C) = (W D) C``).
+        """
         self._validate(x, bases)
-        shape, dtype = x.shape, x.dtype
-        compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        autocast_off = (
-            torch.autocast(x.device.type, enabled=False)
-            if x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
-            else contextlib.nullcontext()
-        )
-        with autocast_off:
-            b, s = shape[0], self.groups
-            xm = x.to(compute).reshape(b * s, shape[1] // s, -1)  # (B*S, d, n)
-            if not self.spatial:
-                xm = xm.transpose(1, 2)  # (B*S, n, d)
-            d0 = self._initial_bases(xm, b, bases)
-            d_final, coef = self.decompose(xm, d0)
+        with self._autocast_off(x):
+            xm = self._matrix(x)
+            d_final, coef = self.decompose(xm, self._initial_bases(xm, x.shape[0], bases))
             if self.init == "online" and self.training:
                 self.online_update(d_final)
-            if xm.stride(1) == 1:  # channels-last input: keep its layout, (b, n, r) @ (b, r, d) -> (b, n, d)
+        return d_final, coef
+
+    def forward(self, x: Tensor, bases: Tensor | None = None) -> Tensor:
+        """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary."""
+        d_final, coef = self.factors(x, bases)
+        with self._autocast_off(x):
+            if self._matrix(x).stride(1) == 1:  # channels-last input keeps its layout: (b, n, d)
                 out = torch.bmm(coef, d_final.transpose(1, 2)).transpose(1, 2)
             else:
                 out = torch.bmm(d_final, coef.transpose(1, 2))  # (b, d, r) @ (b, r, n) -> (b, d, n)
             if not self.spatial:
                 out = out.transpose(1, 2)
-        return out.reshape(shape).to(dtype)
+        return out.reshape(x.shape).to(x.dtype)
 
     def extra_repr(self) -> str:
         parts = [
