@@ -1,0 +1,177 @@
+"""``SegDataModule``: datasets + transforms + deterministic samplers for the segmentation recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .sampling import EvalSampler, ResumableTrainSampler, SeededDataset
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SegDataModule"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _collate(items: list[dict]) -> dict:
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "mask": torch.stack([it["mask"] for it in items]),
+        "name": [it["name"] for it in items],
+    }
+
+
+class SegDataModule(pl.LightningDataModule):
+    """Train / val loaders for any dataset of :func:`hamburger.recipes.seg.data.build_dataset`.
+
+    Training uses random scale, crop (padded with the ignore label), flip and photometric distortion; evaluation
+    only normalises. The train order is a pure function of ``(seed, epoch)`` and resumes mid-epoch.
+
+    Args:
+        dataset: dataset name (``fashion_scenes``, ``voc``, ``voc_aug``, ``ade20k``, ``cityscapes``,
+            ``pascal_context``, ``folder``).
+        root: dataset folder (optional for ``fashion_scenes``).
+        train_split: split used for training.
+        val_split: split used for validation.
+        dataset_kwargs: options for both splits (e.g. ``variant``, ``canvas_size``).
+        train_kwargs: extra options for the training split only (e.g. ``num_scenes``).
+        val_kwargs: extra options for the validation split only.
+        crop_size: training crop ``int`` or ``(h, w)``.
+        scale_range: random rescale range.
+        flip: random horizontal flip.
+        photometric: random photometric distortion.
+        mean: normalisation mean (RGB, in [0, 1]).
+        std: normalisation std.
+        batch_size: training batch size per process.
+        val_batch_size: evaluation batch size per process (use 1 for images of different sizes).
+        num_workers: loader worker processes.
+        seed: data-order and augmentation seed.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "fashion_scenes",
+        *,
+        root: str | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        dataset_kwargs: dict[str, Any] | None = None,
+        train_kwargs: dict[str, Any] | None = None,
+        val_kwargs: dict[str, Any] | None = None,
+        crop_size: int | tuple[int, int] = 512,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        flip: bool = True,
+        photometric: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int = 2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("val_batch_size", val_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
+        self.save_hyperparameters()
+        self.dataset_name = dataset
+        self.root = root
+        self._common = dict(dataset_kwargs or {})
+        self._split_kwargs = {"train": dict(train_kwargs or {}), "val": dict(val_kwargs or {})}
+        self.splits = {"train": train_split, "val": val_split}
+        self.crop_size = crop_size
+        self.scale_range = tuple(scale_range)
+        self.flip, self.photometric = flip, photometric
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self._datasets: dict[str, Dataset] = {}
+        self._train_sampler: ResumableTrainSampler | None = None
+
+    # ----------------------------------------------------------------- datasets
+    def _transform(self, stage: str):
+        from .transforms import SegEvalTransform, SegTrainTransform
+
+        if stage == "train":
+            return SegTrainTransform(
+                self.crop_size, scale_range=self.scale_range, flip=self.flip, photometric=self.photometric,
+                mean=self.mean, std=self.std, ignore_index=255,
+            )  # fmt: skip
+        return SegEvalTransform(mean=self.mean, std=self.std)
+
+    def get_dataset(self, stage: str) -> Dataset:
+        """The (cached) transformed dataset of ``stage`` (``"train"`` or ``"val"``)."""
+        if stage not in self._datasets:
+            from .data import build_dataset
+
+            kwargs = {**self._common, **self._split_kwargs[stage]}
+            ds = build_dataset(
+                self.dataset_name, root=self.root, split=self.splits[stage], transform=self._transform(stage), **kwargs
+            )
+            if len(ds) == 0:
+                raise ValueError(
+                    f"dataset {self.dataset_name!r} split {self.splits[stage]!r} is empty (root={self.root!r})"
+                )
+            self._datasets[stage] = ds
+        return self._datasets[stage]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.get_dataset("val").num_classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.get_dataset("val").class_names)
+
+    @property
+    def palette(self) -> torch.Tensor:
+        return torch.as_tensor(self.get_dataset("val").palette, dtype=torch.uint8)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.get_dataset("train")
+        self.get_dataset("val")
+
+    # -------------------------------------------------------------- loaders
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def train_dataloader(self) -> DataLoader:
+        world, rank = self._world()
+        ds = SeededDataset(self.get_dataset("train"))
+        sampler = ResumableTrainSampler(ds, num_replicas=world, rank=rank, seed=self.seed)
+        steps_per_epoch = len(sampler) // self.batch_size
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"training split has {len(ds)} samples, fewer than batch_size={self.batch_size} x {world} processes"
+            )
+        trainer = self.trainer
+        if trainer is not None and trainer.global_step > 0:
+            # resume part-way through an epoch: skip the batches the interrupted run already trained on
+            done = trainer.global_step * trainer.accumulate_grad_batches
+            sampler.start_at(done // steps_per_epoch, (done % steps_per_epoch) * self.batch_size)
+        self._train_sampler = sampler
+        return DataLoader(
+            ds, batch_size=self.batch_size, sampler=sampler, drop_last=True, num_workers=self.num_workers,
+            collate_fn=_collate, persistent_workers=self.num_workers > 0, generator=torch.Generator(),
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        world, rank = self._world()
+        ds = self.get_dataset("val")
+        return DataLoader(
+            ds, batch_size=self.val_batch_size, sampler=EvalSampler(ds, num_replicas=world, rank=rank),
+            num_workers=self.num_workers, collate_fn=_collate, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

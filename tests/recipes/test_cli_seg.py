@@ -1,0 +1,117 @@
+"""``hamburger seg`` command line: fit / validate / predict on a tiny run, config errors, help."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lightning")
+
+from hamburger.recipes.seg.cli import main  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "seg" / "fashion_scenes.yaml"
+
+# shrink the default recipe to seconds: a narrow tiny_ham, a handful of scenes and steps
+TINY = [
+    "--trainer.max_steps=4", "--trainer.val_check_interval=4", "--trainer.enable_progress_bar=false",
+    "--trainer.log_every_n_steps=1",
+    "--checkpoint.every_n_train_steps=2", "--data.train_kwargs={num_scenes: 16}",
+    "--data.val_kwargs={num_scenes: 5}", "--data.batch_size=4", "--data.val_batch_size=2", "--data.crop_size=48",
+    "--model.model_kwargs={backbone_kwargs: {widths: [8, 16, 32], depth: 1}, channels: 16, ham_channels: 16, rank: 4}",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seg_cli")
+    assert main(["fit", "--config", str(CONFIG), f"--trainer.default_root_dir={root}", *TINY]) == 0
+    return root
+
+
+def test_fit_writes_checkpoints_logs_and_plot(trained: Path) -> None:
+    ckpts = sorted(os.listdir(trained / "checkpoints"))
+    assert {"last.ckpt", "step0000004.ckpt", "training_curves.png"} <= set(ckpts)
+    assert not [f for f in ckpts if f.endswith(".tmp")]
+    metrics = next((trained / "logs").glob("version_*/metrics.csv")).read_text()
+    assert "train/loss" in metrics and "val/mIoU" in metrics
+    from hamburger.recipes.seg.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["num_classes"] == 11  # linked from the data
+
+
+def test_validate_prints_table_and_json(trained: Path, capsys) -> None:
+    out_json = trained / "val.json"
+    code = main(
+        ["validate", "--config", str(CONFIG), f"--trainer.default_root_dir={trained}", *TINY,
+         "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), f"--results_json={out_json}"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "background" in printed and "Trouser" in printed
+    scores = json.loads(out_json.read_text())
+    assert 0.0 <= scores["mIoU"] <= 1.0 and len(scores["per_class"]) == 11
+    assert scores["num_pixels"] == 5 * 64 * 64  # every validation pixel counted once (no ignore in scenes)
+
+
+def test_predict_writes_palette_masks(trained: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from hamburger.recipes.seg.data import build_dataset
+
+    ds = build_dataset("fashion_scenes", split="val", num_scenes=2)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(2):
+        Image.fromarray(ds[i]["image"].permute(1, 2, 0).numpy()).save(inputs / f"scene{i}.jpg")
+    out = tmp_path / "out"
+    code = main(["predict", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), "--input", str(inputs),
+                 "--output", str(out)])  # fmt: skip
+    assert code == 0
+    assert sorted(os.listdir(out)) == ["scene0.png", "scene0_overlay.png", "scene1.png", "scene1_overlay.png"]
+    mask = Image.open(out / "scene0.png")
+    assert mask.mode == "P" and mask.size == (64, 64)
+    assert int(np.asarray(mask).max()) < 11
+    assert np.asarray(Image.open(out / "scene0_overlay.png")).shape == (64, 64, 3)
+    # a single file works too; a missing input is a clear error
+    assert main(["predict", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), "--input",
+                 str(inputs / "scene1.jpg"), "--output", str(tmp_path / "one")]) == 0  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["predict", "--ckpt_path", str(trained / "checkpoints" / "last.ckpt"), "--input",
+              str(tmp_path / "nope"), "--output", str(out)])  # fmt: skip
+
+
+def test_wrong_config_key_is_named(tmp_path: Path, capsys) -> None:
+    code = main(["fit", "--config", str(CONFIG), "--model.learning_rate=0.1", f"--trainer.default_root_dir={tmp_path}"])
+    assert code != 0
+    assert "learning_rate" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.read_text().replace("  batch_size: 16", "  batch_sise: 16"))
+    assert main(["fit", "--config", str(bad)]) != 0
+    assert "batch_sise" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["predict", "--ckpt_path", str(tmp_path / "gone.ckpt"), "--input", str(CONFIG), "--output", str(tmp_path)])
+    assert "gone.ckpt" in capsys.readouterr().err
+
+
+def test_help_and_unknown_command(capsys) -> None:
+    assert main([]) == 0 and "compare" in capsys.readouterr().out
+    assert main(["train"]) == 2 and "unknown command" in capsys.readouterr().err
+    from hamburger.cli import main as top_main
+
+    assert top_main(["seg", "--help"]) == 0
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "seg").glob("*.yaml")))
+def test_shipped_configs_parse(name: str, capsys) -> None:
+    assert main(["fit", "--config", str(REPO / "configs" / "seg" / name), "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert "model:" in printed and "checkpoint:" in printed
