@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         x = torch.randn(1, args.channels, size, size)
         with torch.no_grad():
-            ham_flops = _count(lambda: block(x))
+            ham_flops = _count(lambda x=x: block(x))
             start = time.perf_counter()
             y = block(x)
             elapsed = (time.perf_counter() - start) * 1e3
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError("non-finite output")
         n = size * size
         attn = _attention_flops(args.channels, n)
-        print(f"{size:>4}x{size:<4} {n:>7} {ham_flops / 1e9:>11.2f} {attn / 1e9:>12.2f} {attn / ham_flops:>8.1f}x {elapsed:>8.1f}")
+        ratio = attn / ham_flops
+        print(f"{size:>4}x{size:<4} {n:>7} {ham_flops / 1e9:>11.2f} {attn / 1e9:>12.2f} {ratio:>8.1f}x {elapsed:>8.1f}")
     print("\nHamburger costs O(n d r) per step; attention O(n^2 d): the gap grows linearly with n.")
     return 0

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Union
+from collections.abc import Callable
 
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-LayerType = Union[str, type[nn.Module], Callable[..., nn.Module], None]
+LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
 
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BATCH_NORMS = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -47,7 +47,8 @@ def get_norm_layer(norm_layer: LayerType, spatial_dims: int = 2) -> Callable[...
     if isinstance(norm_layer, str):
         table = {"batch": _BATCH_NORMS[spatial_dims], "group": group_norm}
         if norm_layer not in table:
-            raise ValueError(f"unknown norm_layer {norm_layer!r}; choose from {sorted(table) + ['none']} or pass a callable")
+            choices = sorted(table) + ["none"]
+            raise ValueError(f"unknown norm_layer {norm_layer!r}; choose from {choices} or pass a callable")
         return table[norm_layer]
     if callable(norm_layer):
         return norm_layer
