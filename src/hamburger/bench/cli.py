@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:i]'")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the run")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads for the run (default: torch's choice; 1 with --quick)")  # fmt: skip
     p.add_argument("--matmul-size", type=int, default=2048, help="side of the dense matmul used as the peak rate")
     p.add_argument("--no-train", action="store_true", help="skip forward+backward")
     p.add_argument("--no-infer", action="store_true", help="skip inference")
@@ -80,12 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"hamburger bench: {err}", file=sys.stderr)
         return 2
-    if args.threads:
-        import torch
+    if args.quick and args.threads is None:
+        # toy sizes: one thread; several threads spinning on a busy machine take 10x longer
+        args.threads = 1
+    import torch
 
+    threads = torch.get_num_threads()
+    if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    result = run_benchmark(config)
+    try:
+        result = run_benchmark(config)
+    finally:  # main() may be called in-process (tests, notebooks): leave the thread count as it was
+        torch.set_num_threads(threads)
     matmul = result["meta"]["matmul"]
     print(format_table(result["rows"]))
     print(

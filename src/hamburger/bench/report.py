@@ -24,22 +24,24 @@ def _fmt(value: object, spec: str) -> str:
 def format_table(rows: Sequence[dict]) -> str:
     """Human-readable table: one line per row, times as median [min, max]."""
     header = (
-        f"{'module':<15}{'HxW':>9}{'C':>5}{'r':>4}{'K':>3}{'B':>3}{'params':>10}{'GFLOPs':>9}"
-        f"{'infer ms [min-max]':>24}{'train ms [min-max]':>26}{'inf MiB':>9}{'train MiB':>10}"
+        f"{'module':<17}{'HxW':>9}{'C':>6}{'r':>5}{'K':>4}{'B':>4}{'params':>11}{'GFLOPs':>10}"
+        f"{'infer ms [min-max]':>30}{'train ms [min-max]':>32}{'inf MiB':>10}{'train MiB':>11}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
+
         def span(key: str, r: dict = r) -> str:
             if key not in r:
                 return "-"
             return f"{r[key]:.2f} [{r[key + '_min']:.2f}-{r[key + '_max']:.2f}]"
 
         flops = r.get("flops_fwd")
+        gflops = _fmt(None if flops is None else flops / 1e9, ".3f")
         lines.append(
-            f"{r['module']:<15}{str(r['size']) + 'x' + str(r['size']):>9}{r['channels']:>5}{r['rank']:>4}"
-            f"{r['steps']:>3}{r['batch']:>3}{r['params']:>10}{_fmt(None if flops is None else flops / 1e9, '.3f'):>9}"
-            f"{span('infer_ms'):>24}{span('train_ms'):>26}"
-            f"{_fmt(r.get('infer_peak_mib'), '.1f'):>9}{_fmt(r.get('train_peak_mib'), '.1f'):>10}"
+            f"{r['module']:<16} {str(r['size']) + 'x' + str(r['size']):>8} {r['channels']:>5} {r['rank']:>4}"
+            f" {r['steps']:>3} {r['batch']:>3} {r['params']:>10} {gflops:>9}"
+            f" {span('infer_ms'):>29} {span('train_ms'):>31}"
+            f" {_fmt(r.get('infer_peak_mib'), '.1f'):>9} {_fmt(r.get('train_peak_mib'), '.1f'):>10}"
         )
     return "\n".join(lines)
 

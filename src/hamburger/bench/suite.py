@@ -152,8 +152,14 @@ def run_benchmark(config: BenchConfig) -> dict:
             logger.info("measuring %s at %dx%d, C=%d, r=%d, K=%d, B=%d", name, size, size, channels, rank, steps, batch)
             rows.append(
                 measure_row(
-                    name, size=size, channels=channels, rank=rank, steps=steps, batch=batch,
-                    config=config, peak_gflops=rate.median_gflops,
+                    name,
+                    size=size,
+                    channels=channels,
+                    rank=rank,
+                    steps=steps,
+                    batch=batch,
+                    config=config,
+                    peak_gflops=rate.median_gflops,
                 )  # fmt: skip
             )
     meta = {

@@ -59,7 +59,8 @@ class SDPAttention2d(nn.Module):
 
     def _split(self, t: Tensor) -> Tensor:
         b = t.shape[0]
-        return t.reshape(b, self.heads, self.channels // self.heads, -1).transpose(2, 3)  # (B, h, n, C/h)
+        # contiguous heads: on CPU, SDPA falls back to materialising every n x n map for strided inputs
+        return t.reshape(b, self.heads, self.channels // self.heads, -1).transpose(2, 3).contiguous()  # (B, h, n, C/h)
 
     def forward(self, x: Tensor) -> Tensor:
         b, _ = check_feature_map(x, self.channels)
