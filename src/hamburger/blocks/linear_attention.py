@@ -7,13 +7,13 @@ Sec. 3 (softmax of the queries over the feature dimension, of the keys over the 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..layers import LayerType, get_norm_layer
-from ._context import check_feature_map, check_positive_int
+from ..layers import LayerType
+from ._context import AttentionProjections, check_feature_map
 
 
-class LinearAttention2d(nn.Module):
+class LinearAttention2d(AttentionProjections):
     """Efficient attention ``(softmax_n(K) V^T)^T softmax_C(Q)`` as a residual block.
 
     Per head, with ``Q, K, V`` of shape ``(C/h, n)``: ``G = softmax_n(K) V^T`` is a
@@ -42,18 +42,7 @@ class LinearAttention2d(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        self.channels = check_positive_int("channels", channels)
-        self.heads = check_positive_int("heads", heads)
-        if channels % heads:
-            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
-        self.bias = bool(bias)
-        dd = {"device": device, "dtype": dtype}
-        self.query = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.key = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.value = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.proj = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.norm = get_norm_layer(norm_layer, 2)(channels, **dd)
+        super().__init__(channels, heads=heads, bias=bias, norm_layer=norm_layer, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         b, n = check_feature_map(x, self.channels)
@@ -64,6 +53,3 @@ class LinearAttention2d(nn.Module):
         context = torch.bmm(k, v.transpose(1, 2))  # (bh, C/h, C/h) = K V^T
         out = torch.bmm(context.transpose(1, 2), q)  # (bh, C/h, n)
         return x + self.norm(self.proj(out.reshape(x.shape)))
-
-    def extra_repr(self) -> str:
-        return f"{self.channels}, heads={self.heads}, bias={self.bias}"

@@ -8,13 +8,13 @@ a blocked flash kernel on CPU) that never stores the ``n x n`` map, so its memor
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..layers import LayerType, get_norm_layer
-from ._context import check_feature_map, check_positive_int
+from ..layers import LayerType
+from ._context import AttentionProjections, check_feature_map
 
 
-class SDPAttention2d(nn.Module):
+class SDPAttention2d(AttentionProjections):
     """Multi-head attention over positions with fused SDPA kernels, as a residual block.
 
     Same projections as :class:`~hamburger.blocks.SelfAttention2d` (four ``C x C`` 1x1
@@ -44,18 +44,7 @@ class SDPAttention2d(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        self.channels = check_positive_int("channels", channels)
-        self.heads = check_positive_int("heads", heads)
-        if channels % heads:
-            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
-        self.bias = bool(bias)
-        dd = {"device": device, "dtype": dtype}
-        self.query = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.key = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.value = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.proj = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.norm = get_norm_layer(norm_layer, 2)(channels, **dd)
+        super().__init__(channels, heads=heads, bias=bias, norm_layer=norm_layer, device=device, dtype=dtype)
 
     def _split(self, t: Tensor) -> Tensor:
         b = t.shape[0]
@@ -68,6 +57,3 @@ class SDPAttention2d(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)  # (B, h, n, C/h)
         out = out.transpose(2, 3).reshape(x.shape)
         return x + self.norm(self.proj(out))
-
-    def extra_repr(self) -> str:
-        return f"{self.channels}, heads={self.heads}, bias={self.bias}"

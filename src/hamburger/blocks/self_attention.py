@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..layers import LayerType, get_norm_layer
-from ._context import check_feature_map, check_positive_int
+from ..layers import LayerType
+from ._context import AttentionProjections, check_feature_map
 
 
-class SelfAttention2d(nn.Module):
+class SelfAttention2d(AttentionProjections):
     """Single-head self-attention that materialises the ``n x n`` map, as a residual block.
 
     ``Q, K, V = W_q X, W_k X, W_v X`` (full width ``C``), ``A = softmax(Q^T K / sqrt(C))``
@@ -44,15 +44,7 @@ class SelfAttention2d(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        self.channels = check_positive_int("channels", channels)
-        self.bias = bool(bias)
-        dd = {"device": device, "dtype": dtype}
-        self.query = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.key = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.value = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.proj = nn.Conv2d(channels, channels, 1, bias=bias, **dd)
-        self.norm = get_norm_layer(norm_layer, 2)(channels, **dd)
+        super().__init__(channels, bias=bias, norm_layer=norm_layer, device=device, dtype=dtype)
 
     def attention(self, x: Tensor) -> Tensor:
         """The attention branch before the norm, ``W_o V A^T``, shape ``(B, C, n)``."""
