@@ -321,7 +321,9 @@ class MatrixDecomposition(nn.Module):
         """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary."""
         d_final, coef = self.factors(x, bases)
         with self._autocast_off(x):
-            if self._matrix(x).stride(1) == 1:  # channels-last input keeps its layout: (b, n, d)
+            b, c = x.shape[:2]
+            d_stride = x.reshape(b * self.groups, c // self.groups, -1).stride(1)  # a view: no dtype copy
+            if self.spatial and d_stride == 1:  # channels-last input keeps its layout: (b, n, d)
                 out = torch.bmm(coef, d_final.transpose(1, 2)).transpose(1, 2)
             else:
                 out = torch.bmm(d_final, coef.transpose(1, 2))  # (b, d, r) @ (b, r, n) -> (b, d, n)
