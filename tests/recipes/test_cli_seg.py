@@ -102,6 +102,20 @@ def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
     assert "gone.ckpt" in capsys.readouterr().err
 
 
+def test_compare_trains_every_model_once_and_writes_json(tmp_path: Path, capsys) -> None:
+    from hamburger.recipes.seg.compare import main as compare_main
+
+    args = ["--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_ham", "tiny_fcn"]
+    assert compare_main([*args, *TINY, "--data.dataset_kwargs={variant: consensus}"]) == 0
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["tiny_ham", "tiny_fcn"]  # config model first, no repeats
+    assert all(r["steps"] == 4 and 0.0 <= r["mIoU"] <= 1.0 for r in report["results"])
+    ham, fcn = report["results"]
+    assert ham["params"] > fcn["params"]  # the FCN is the same model without the context block
+    printed = capsys.readouterr().out
+    assert "tiny_ham" in printed and "tiny_fcn" in printed
+
+
 def test_help_and_unknown_command(capsys) -> None:
     assert main([]) == 0 and "compare" in capsys.readouterr().out
     assert main(["train"]) == 2 and "unknown command" in capsys.readouterr().err

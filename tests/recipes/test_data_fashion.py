@@ -1,4 +1,4 @@
-"""FashionScenes: exact masks, determinism, disjoint item pools, the context variant, IDX reading."""
+"""FashionScenes: exact masks, determinism, disjoint item pools, the context and consensus variants, IDX reading."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def test_seed_split_and_variant_change_scenes():
     assert not torch.equal(base, scenes(seed=1)[0]["image"])
     assert not torch.equal(base, scenes("val")[0]["image"])
     assert not torch.equal(base, scenes(variant="context")[0]["image"])
+    assert not torch.equal(base, scenes(variant="consensus")[0]["image"])
 
 
 def test_embedded_pools_are_disjoint():
@@ -161,6 +162,22 @@ def test_context_variant_labels_every_item_with_the_marked_class():
             if q_on.sum() > 20:
                 assert saturation[torch.from_numpy(q_on)].float().median() > 40  # other items are colourful
                 assert (item["mask"][torch.from_numpy(q_on)] == marked[0]["cls"] + 1).all()
+
+
+def test_consensus_variant_shares_one_class_per_scene_with_distinct_instances():
+    ds = scenes("val", variant="consensus", num_scenes=40, items=(3, 4))
+    scene_classes = set()
+    for index in range(40):
+        layout = ds.layout(index)
+        classes = {p["cls"] for p in layout}
+        assert len(classes) == 1 and not any(p["marked"] for p in layout)
+        assert all(VAL_START <= p["item"] for p in layout)  # validation pool only
+        scene_classes |= classes
+        item = ds[index]
+        assert set(item["mask"].unique().tolist()) == {0, layout[0]["cls"] + 1}  # each item: its own (shared) class
+    assert len(scene_classes) >= 8  # the scene class is drawn uniformly, not fixed
+    instances = [len({p["item"] for p in ds.layout(i)}) for i in range(40)]
+    assert np.mean(instances) > 2.9  # different items of the class, not one item repeated
 
 
 def test_plain_variant_has_several_classes_and_colourful_items():

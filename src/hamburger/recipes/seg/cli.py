@@ -4,7 +4,7 @@
     hamburger seg fit --config FILE --ckpt_path last          # resume from the newest checkpoint
     hamburger seg validate --config FILE --ckpt_path CKPT [--model.eval_mode=multiscale]
     hamburger seg predict --ckpt_path CKPT --input PATH --output DIR
-    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention]
+    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention tiny_fcn]
 
 ``fit`` / ``validate`` / ``test`` are a LightningCLI (jsonargparse): every constructor argument of
 :class:`SegModule` (``--model.*``), :class:`SegDataModule` (``--data.*``), the Lightning ``Trainer``
@@ -32,7 +32,7 @@ USAGE = """usage: hamburger seg {fit,validate,test,predict,compare} [options]
   validate   evaluate a checkpoint (--config FILE --ckpt_path CKPT); prints a table, writes JSON
   test       same as validate on the data module's test loader
   predict    write palette masks and overlays for an image or folder (--ckpt_path --input --output)
-  compare    train the Hamburger model and an attention baseline the same way; print both mIoUs
+  compare    train the Hamburger model and baselines (attention, FCN) the same way; print their mIoUs
 
 Run 'hamburger seg COMMAND --help' for the options of a command."""
 

@@ -1,10 +1,11 @@
-"""``hamburger seg compare``: Hamburger vs an attention baseline, trained and evaluated the same way.
+"""``hamburger seg compare``: Hamburger vs baselines, trained and evaluated the same way.
 
-Runs ``hamburger seg fit`` twice with one config (same data, seed, schedule, head width), changing only
-``--model.model``, evaluates both final models on the same validation split and prints the scores side by side
-(also written to ``<root>/compare.json``).
+Runs ``hamburger seg fit`` once per model with one config (same data, seed, schedule, head width), changing
+only ``--model.model``, evaluates every final model on the same validation split and prints the scores side by
+side (also written to ``<root>/compare.json``).
 
-    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention] [overrides ...]
+    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention [tiny_fcn ...]]
+        [overrides ...]
 """
 
 from __future__ import annotations
@@ -59,12 +60,15 @@ def format_comparison(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hamburger seg compare",
-        description="Train the config's model and an attention baseline the same way; print both mIoUs.",
+        description="Train the config's model and one or more baselines the same way; print their mIoUs.",
         epilog="Any other option (e.g. --trainer.max_steps=200) is passed to both 'fit' runs.",
     )
     parser.add_argument("--config", required=True, help="fit config (its model.model is the Hamburger model)")
     parser.add_argument("--model", default=None, help="Hamburger model (default: the config's model.model)")
-    parser.add_argument("--baseline", default="tiny_attention", help="baseline model name (default: tiny_attention)")
+    parser.add_argument(
+        "--baseline", nargs="+", default=["tiny_attention"], metavar="MODEL",
+        help="one or more baseline model names (default: tiny_attention)",
+    )  # fmt: skip
     parser.add_argument("--root", default=None, help="output folder (default: <config's default_root_dir>/compare)")
     args, overrides = parser.parse_known_args(argv)
     if not os.path.isfile(args.config):
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     root = args.root or os.path.join((cfg.get("trainer") or {}).get("default_root_dir") or "runs/seg", "compare")
     start = time.perf_counter()
     try:
-        results = run_compare(args.config, models=[model, args.baseline], root=root, overrides=overrides)
+        models = list(dict.fromkeys([model, *args.baseline]))  # in order, each model once
+        results = run_compare(args.config, models=models, root=root, overrides=overrides)
     except SystemExit as stop:  # a bad override: jsonargparse already printed the offending key
         return int(stop.code) if isinstance(stop.code, int) else 2
     wall = time.perf_counter() - start

@@ -14,6 +14,10 @@ Variants:
     anywhere in the image. A local FCN can label the marked item and the background but not the
     other items; a head with global context (Hamburger, attention) can propagate the marked class
     to every item.
+    ``"consensus"``: every item in a scene is a different instance of one class, labelled with its own
+    (the shared) class. Each item can be classified alone, but pooling the evidence of all items in
+    the scene is more reliable: a head with global context can make the labels of a scene agree,
+    a local FCN labels each item independently.
 
 Item pools are disjoint: validation scenes use test items 8000-9999 of the shipped test split;
 training scenes use test items 0-7999, or the full 60,000-item training split when it is present
@@ -46,7 +50,7 @@ FASHION_PALETTE = (
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )  # fmt: skip
 _SPLIT_CODE = {"train": 0, "val": 1}
-_VARIANT_CODE = {"plain": 0, "context": 1}
+_VARIANT_CODE = {"plain": 0, "context": 1, "consensus": 2}
 
 
 @functools.lru_cache(maxsize=64)
@@ -83,7 +87,7 @@ class FashionScenes(Dataset):
         canvas_size: scene height and width in pixels.
         items: inclusive range of the number of items per scene.
         scale: range of the item scale factor (an item is ``round(28 * scale)`` pixels wide).
-        variant: ``"plain"`` or ``"context"``.
+        variant: ``"plain"``, ``"context"`` or ``"consensus"``.
         seed: base seed; scene ``i`` is a pure function of ``(seed, split, variant, i)``.
         fashion_root: folder with the full Fashion-MNIST IDX files for training scenes; ``None`` uses
             the Debian path when present, ``"embedded"`` forces the shipped test split.
@@ -155,7 +159,7 @@ class FashionScenes(Dataset):
         self._pool_labels = labels[self.pool]
         self._by_class = [self.pool[self._pool_labels == c] for c in range(len(FASHION_CLASSES))]
         self._classes = [c for c, members in enumerate(self._by_class) if len(members)]
-        if variant == "context" and len(self._classes) < 2:
+        if variant == "context" and len(self._classes) < 2:  # other items must be of other classes
             raise ValueError(
                 f"the context variant needs items of at least 2 classes; {self.source} has {self._classes}"
             )
@@ -189,6 +193,9 @@ class FashionScenes(Dataset):
             others = [c for c in self._classes if c != marked]
             classes = [others[int(rng.integers(len(others)))] for _ in range(count - 1)] + [marked]
             picks = [self._by_class[c][int(rng.integers(len(self._by_class[c])))] for c in classes]
+        elif self.variant == "consensus":
+            members = self._by_class[self._classes[int(rng.integers(len(self._classes)))]]
+            picks = [members[int(rng.integers(len(members)))] for _ in range(count)]
         else:
             picks = [self.pool[int(rng.integers(len(self.pool)))] for _ in range(count)]
         placed: list[dict[str, Any]] = []

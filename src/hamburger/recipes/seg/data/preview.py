@@ -47,19 +47,23 @@ def scene_grid(dataset, indices: Sequence[int], *, zoom: int = 3, gap: int = 4):
 
 
 def save_fashion_preview(path: str, *, count: int = 6) -> None:
-    """Write the docs figure: ``count`` plain scenes (top pair of rows) and context scenes (bottom)."""
+    """Write the docs figure: ``count`` scenes of each variant (plain, context, consensus; a pair of
+    rows each: images above masks)."""
     from PIL import Image
 
     from .fashion_scenes import FashionScenes
 
     rows = [
         scene_grid(FashionScenes("val", num_scenes=count, variant=variant), range(count))
-        for variant in ("plain", "context")
+        for variant in ("plain", "context", "consensus")
     ]
     gap = 24
-    figure = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + gap), "white")
-    figure.paste(rows[0], (0, 0))
-    figure.paste(rows[1], (0, rows[0].height + gap))
+    height = sum(r.height for r in rows) + gap * (len(rows) - 1)
+    figure = Image.new("RGB", (max(r.width for r in rows), height), "white")
+    top = 0
+    for row in rows:
+        figure.paste(row, (0, top))
+        top += row.height + gap
     figure.save(path, optimize=True)
 
 
