@@ -23,9 +23,11 @@ import torch.nn.functional as F
 
 import hamburger as hb
 from hamburger.recipes.seg.data import build_dataset
+from hamburger.recipes.seg.metrics import build_confmat, scores_from_confmat
 from hamburger.recipes.seg.transforms import SegEvalTransform, SegTrainTransform
 
 NUM_CLASSES = 11
+KEYS = {"model", "steps", "lr", "opt", "canvas", "variant", "overrides", "ds", "seed", "eval_every"}
 
 
 def load_batch(dataset, indices, transform) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,22 +42,20 @@ def load_batch(dataset, indices, transform) -> tuple[torch.Tensor, torch.Tensor]
 
 def evaluate(model, dataset, transform) -> float:
     model.eval()
-    confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    confmat = build_confmat(NUM_CLASSES)
     with torch.no_grad():
         for start in range(0, len(dataset), 50):
             x, y = load_batch(dataset, range(start, min(start + 50, len(dataset))), transform)
-            pred = model(x)["out"].argmax(1)
-            keep = y != 255
-            pairs = y[keep] * NUM_CLASSES + pred[keep]
-            confusion += torch.bincount(pairs, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+            confmat.update(model(x)["out"].argmax(1), y)
     model.train()
-    iou = confusion.diag() / (confusion.sum(0) + confusion.sum(1) - confusion.diag()).clamp_min(1)
-    return iou.mean().item()
+    return scores_from_confmat(confmat.compute())["mIoU"]
 
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     args = json.loads(argv[0] if argv else "{}")
+    if not isinstance(args, dict) or set(args) - KEYS:
+        raise SystemExit(f"the argument must be a JSON object with keys from {sorted(KEYS)}, got {argv[0]!r}")
     steps, lr, canvas = args.get("steps", 1000), args.get("lr", 0.05), args.get("canvas", 64)
     seed = args.get("seed", 0)
     data = {"canvas_size": canvas, "variant": args.get("variant", "context"), "seed": 66, **args.get("ds", {})}
