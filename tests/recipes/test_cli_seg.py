@@ -116,6 +116,15 @@ def test_compare_trains_every_model_once_and_writes_json(tmp_path: Path, capsys)
     assert "tiny_ham" in printed and "tiny_fcn" in printed
 
 
+def test_compare_rejects_unknown_model_before_training(tmp_path: Path, capsys) -> None:
+    from hamburger.recipes.seg.compare import main as compare_main
+
+    args = ["--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_atention"]
+    assert compare_main(args) == 2
+    assert "tiny_atention" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_help_and_unknown_command(capsys) -> None:
     assert main([]) == 0 and "compare" in capsys.readouterr().out
     assert main(["train"]) == 2 and "unknown command" in capsys.readouterr().err

@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         models = list(dict.fromkeys([model, *args.baseline]))  # in order, each model once
+        from ...models import list_models
+
+        unknown = [m for m in models if m not in list_models()]
+        if unknown:  # before any training, so a typo in the last baseline costs nothing
+            parser.error(f"unknown model name(s) {unknown}; registered models: {list_models()}")
         results = run_compare(args.config, models=models, root=root, overrides=overrides)
     except SystemExit as stop:  # a bad override: jsonargparse already printed the offending key
         return int(stop.code) if isinstance(stop.code, int) else 2
