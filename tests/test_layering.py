@@ -1,4 +1,4 @@
-"""Import direction: cli -> recipes / bench -> models -> heads -> blocks -> solvers, layers.
+"""Import direction: cli -> recipes -> training -> models -> heads -> blocks -> solvers, layers (bench: blocks, layers).
 
 A module may import hamburger subpackages of its own level or below, never above.
 """
@@ -17,13 +17,14 @@ LEVEL = {
     "blocks": 1,
     "heads": 2,
     "models": 3,
-    "recipes": 4,
-    "bench": 4,
-    "cli": 5,
-    "demo": 5,
-    "__main__": 5,
+    "training": 4,
+    "recipes": 5,
+    "bench": 5,
+    "cli": 6,
+    "demo": 6,
+    "__main__": 6,
 }
-FORBIDDEN_SIBLINGS = {("solvers", "layers"), ("layers", "solvers"), ("bench", "recipes"), ("recipes", "bench")}
+FORBIDDEN_SIBLINGS = {("solvers", "layers"), ("layers", "solvers"), ("bench", "recipes"), ("recipes", "bench"), ("bench", "training")}
 
 
 def _hamburger_imports(path: pathlib.Path) -> set[str]:

@@ -31,7 +31,7 @@ def _fit(root: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_sigkill_then_resume(tmp_path: Path) -> None:
-    from hamburger.recipes.seg.checkpoint import load_checkpoint
+    from hamburger.training.checkpoint import load_checkpoint
 
     ckpt_dir = tmp_path / "checkpoints"
     proc = _fit(tmp_path)

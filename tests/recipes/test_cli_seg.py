@@ -39,7 +39,7 @@ def test_fit_writes_checkpoints_logs_and_plot(trained: Path) -> None:
     assert not [f for f in ckpts if f.endswith(".tmp")]
     metrics = next((trained / "logs").glob("version_*/metrics.csv")).read_text()
     assert "train/loss" in metrics and "val/mIoU" in metrics
-    from hamburger.recipes.seg.checkpoint import load_checkpoint
+    from hamburger.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == 4 and ckpt["hyper_parameters"]["num_classes"] == 11  # linked from the data

@@ -12,12 +12,12 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
-from hamburger.recipes.seg import checkpoint as ckpt_mod  # noqa: E402
-from hamburger.recipes.seg.checkpoint import AtomicCheckpointIO, load_checkpoint  # noqa: E402
-from hamburger.recipes.seg.curves import TrainingCurves  # noqa: E402
+from hamburger.training import checkpoint as ckpt_mod  # noqa: E402
+from hamburger.training.checkpoint import AtomicCheckpointIO, load_checkpoint  # noqa: E402
+from hamburger.training.curves import TrainingCurves  # noqa: E402
 from hamburger.recipes.seg.datamodule import SegDataModule  # noqa: E402
 from hamburger.recipes.seg.module import SegModule  # noqa: E402
-from hamburger.recipes.seg.sampling import EvalSampler, ResumableTrainSampler  # noqa: E402
+from hamburger.training.sampling import EvalSampler, ResumableTrainSampler  # noqa: E402
 
 # a narrower tiny_ham keeps these Lightning runs to a few seconds
 SMALL = {"backbone_kwargs": {"widths": [8, 16, 32], "depth": 1}, "channels": 16, "ham_channels": 16, "rank": 4}

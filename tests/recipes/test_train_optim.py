@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from hamburger.recipes.seg.optim import WarmupPoly, build_optimizer, build_scheduler, param_groups
+from hamburger.training.optim import WarmupPoly, build_optimizer, build_scheduler, param_groups
 
 
 class _Toy(nn.Module):

@@ -41,8 +41,8 @@ def _seg_cli_class():
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-    from .checkpoint import AtomicCheckpointIO
-    from .curves import TrainingCurves
+    from ...training.checkpoint import AtomicCheckpointIO
+    from ...training.curves import TrainingCurves
 
     class SegCLI(LightningCLI):
         """LightningCLI with atomic checkpoints, CSV (+ TensorBoard) logs and the training-curve plot."""

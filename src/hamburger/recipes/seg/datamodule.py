@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .sampling import EvalSampler, ResumableTrainSampler, SeededDataset
+from ...training.sampling import EvalSampler, ResumableTrainSampler, SeededDataset
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SegDataModule"]
 

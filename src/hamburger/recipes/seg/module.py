@@ -19,7 +19,7 @@ from torch import nn
 
 from .inference import infer
 from .metrics import build_confmat, scores_from_confmat
-from .optim import build_optimizer, build_scheduler, param_groups
+from ...training.optim import build_optimizer, build_scheduler, param_groups
 
 __all__ = ["SegModule", "create_seg_model"]
 

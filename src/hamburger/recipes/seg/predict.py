@@ -39,7 +39,7 @@ def load_module(ckpt_path: str, *, map_location: str = "cpu"):
     Returns:
         ``(module, meta)`` with ``meta`` holding ``class_names``, ``palette``, ``mean`` and ``std``.
     """
-    from .checkpoint import load_checkpoint
+    from ...training.checkpoint import load_checkpoint
     from .datamodule import IMAGENET_MEAN, IMAGENET_STD
     from .module import SegModule
 
