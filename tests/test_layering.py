@@ -12,6 +12,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "src" / "hamburger"
 LEVEL = {
+    "utils": -1,
     "solvers": 0,
     "layers": 0,
     "blocks": 1,
