@@ -6,7 +6,7 @@ are imported from their subpackages on demand.
 
 from __future__ import annotations
 
-from .blocks import Hamburger, HamburgerTokens
+from .blocks import Hamburger, HamburgerTokens, HamOptions
 from .models import create_model, list_models
 from .solvers import CD, NMF, SOLVERS, VQ, MatrixDecomposition, create_solver
 
@@ -17,6 +17,7 @@ __all__ = [
     "NMF",
     "SOLVERS",
     "VQ",
+    "HamOptions",
     "Hamburger",
     "HamburgerTokens",
     "MatrixDecomposition",

@@ -56,7 +56,7 @@ def test_registry_lists_the_named_models():
 def test_tiny_models_differ_only_in_context_and_are_small():
     configs = {n: get_model_config(n).to_dict() for n in TINY}
     contexts = {n: c.pop("context") for n, c in configs.items()}
-    versions = {n: c.pop("version") for n, c in configs.items()}  # a Hamburger option only
+    versions = {n: c["hamburger"].pop("version") for n, c in configs.items()}  # a Hamburger option only
     assert versions["tiny_ham"] == "v2+"
     assert contexts["tiny_ham"] == "hamburger" and contexts["tiny_fcn"] == "none"
     assert contexts["tiny_attention"] in ("sdpa", "self_attention")

@@ -12,11 +12,11 @@ pytest.importorskip("lightning")
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
+from hamburger.recipes.seg.datamodule import SegDataModule  # noqa: E402
+from hamburger.recipes.seg.module import SegModule  # noqa: E402
 from hamburger.training import checkpoint as ckpt_mod  # noqa: E402
 from hamburger.training.checkpoint import AtomicCheckpointIO, load_checkpoint  # noqa: E402
 from hamburger.training.curves import TrainingCurves  # noqa: E402
-from hamburger.recipes.seg.datamodule import SegDataModule  # noqa: E402
-from hamburger.recipes.seg.module import SegModule  # noqa: E402
 from hamburger.training.sampling import EvalSampler, ResumableTrainSampler  # noqa: E402
 
 # a narrower tiny_ham keeps these Lightning runs to a few seconds

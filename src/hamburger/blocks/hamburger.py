@@ -8,19 +8,19 @@ and ``gan/HamGAN/ops.py`` (spectral-norm breads, zero-initialised residual scale
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from ..layers import ConvNormAct, LayerType, get_act_layer, get_conv_layer, get_norm_layer
-from ..solvers import SOLVERS, MatrixDecomposition, create_solver
-from ..solvers.base import GradMode, InitMode
+from ..layers import ConvNormAct, get_act_layer, get_conv_layer, get_norm_layer
+from ..solvers import MatrixDecomposition
+from ..utils import check_positive_int
+from .options import INHERIT, HamOptions
 
 Version = Literal["v1", "v2", "v2+"]
-VERSIONS = ("v1", "v2", "v2+")
 
 
 class Hamburger(nn.Module):
@@ -38,21 +38,16 @@ class Hamburger(nn.Module):
 
     Args:
         channels: ``C``, input and output channels.
-        ham: ``"nmf"``, ``"vq"``, ``"cd"`` or a solver instance (used as given; the solver
-            options below are then ignored).
+        ham: ``"nmf"``, ``"vq"``, ``"cd"``, a :class:`~hamburger.blocks.HamOptions`, or a solver instance
+            (used as given; solver options may then not be passed as well).
         ham_channels: ``MD_D`` times ``MD_S``, the width the ham works on (default ``C``).
-        rank, steps, eval_steps, groups, grad_mode, init: solver options, see
-            :class:`~hamburger.solvers.base.MatrixDecomposition`.
-        version: ``"v1"``, ``"v2"`` or ``"v2+"``.
-        dual: V2+ only, add the channel-wise decomposition branch.
-        gate_init: initial value of a learnable scalar on the ham branch; ``None`` for no gate
-            (default for v1/v2, 0.0 for v2+). The HamGAN block uses ``gate_init=0.0``,
-            ``norm_layer=None``, ``conv_layer="spectral"`` and ``out_act=None``.
-        norm_layer: norm after the upper bread (v1) or in the cheese (v2, v2+).
-        act_layer: activation of the cheese.
-        out_act: activation after the residual sum (ReLU in the official code).
-        conv_layer: 1x1 convolution factory (``"conv"``, ``"spectral"`` or a callable).
         spatial_dims: 1 (sequences, ``(B, C, N)``), 2 (images) or 3 (volumes).
+        **options: any :class:`~hamburger.blocks.HamOptions` field: the solver options (``rank``, ``steps``,
+            ``eval_steps``, ``groups``, ``grad_mode``, ``grad_steps``, ``init``, ``eval_init``, ``momentum``,
+            ``eps``, ``inv_temp``, ``ridge``, ``solve``, ``check_input``) and the block's (``version``, ``dual``,
+            ``gate_init``, ``norm_layer`` (``"inherit"``: BatchNorm), ``act_layer``, ``out_act``, ``conv_layer``).
+            The HamGAN block uses ``gate_init=0.0``, ``norm_layer="none"``, ``conv_layer="spectral"`` and
+            ``out_act=None``. The resolved options are kept in ``self.options``.
 
     Shape:
         ``(B, C, *spatial)`` -> same shape.
@@ -62,53 +57,53 @@ class Hamburger(nn.Module):
         self,
         channels: int,
         *,
-        ham: str | MatrixDecomposition = "nmf",
+        ham: str | HamOptions | MatrixDecomposition = "nmf",
         ham_channels: int | None = None,
-        rank: int = 64,
-        steps: int = 6,
-        eval_steps: int | None = 7,
-        groups: int = 1,
-        grad_mode: GradMode = "one_step",
-        init: InitMode = "random",
-        version: Version = "v1",
-        dual: bool = False,
-        gate_init: float | None = None,
-        norm_layer: LayerType = "batch",
-        act_layer: LayerType = "relu",
-        out_act: LayerType = "relu",
-        conv_layer: LayerType = None,
         spatial_dims: int = 2,
         device=None,
         dtype=None,
+        **options: Any,
     ) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        if version not in VERSIONS:
-            raise ValueError(f"version must be one of {list(VERSIONS)}, got {version!r}")
-        if dual and version != "v2+":
-            raise ValueError(f"dual=True needs version='v2+', got version={version!r}")
-        ham_channels = channels if ham_channels is None else ham_channels
-        if isinstance(ham_channels, bool) or not isinstance(ham_channels, int) or ham_channels < 1:
-            raise ValueError(f"ham_channels must be a positive int, got {ham_channels!r}")
-        self.channels, self.ham_channels, self.version, self.dual = channels, ham_channels, version, dual
+        check_positive_int("channels", channels)
+        ham_channels = channels if ham_channels is None else check_positive_int("ham_channels", ham_channels)
         dd = {"device": device, "dtype": dtype}
 
         if isinstance(ham, MatrixDecomposition):
+            given = sorted(set(options) & set(HamOptions.SOLVER_FIELDS))
+            if given:
+                raise ValueError(
+                    f"solver option(s) {given} conflict with the given solver instance "
+                    f"{type(ham).__name__}; set them on the solver (or pass ham as a name)"
+                )
             solver = ham
-        elif isinstance(ham, str):
-            if ham.lower() not in SOLVERS:
-                raise ValueError(f"unknown ham {ham!r}; choose from {sorted(SOLVERS)} or pass a solver instance")
-            solver = create_solver(
-                ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
-                grad_mode=grad_mode, init=init, channels=None if init == "random" else ham_channels,
-            )  # fmt: skip
+            try:
+                opts: HamOptions | None = HamOptions.from_solver(solver, **options)
+            except TypeError:  # a user-defined solver type: block options only
+                HamOptions._check_names(options)
+                opts = None
+                block = {k: options.get(k, getattr(HamOptions, k)) for k in HamOptions.BLOCK_FIELDS}
+        else:
+            opts = HamOptions.coerce(ham, **options)
+            solver = opts.build_solver(channels=None if opts.init == "random" else ham_channels)
             if device is not None or dtype is not None:  # the online / learned dictionary follows the block
                 solver.to(device=device, dtype=dtype)
-        else:
-            raise TypeError(f"ham must be a name or a MatrixDecomposition, got {type(ham).__name__}")
+        if opts is not None:
+            block = {k: getattr(opts, k) for k in HamOptions.BLOCK_FIELDS}
+        version, dual, gate_init = block["version"], block["dual"], block["gate_init"]
+        norm_layer = "batch" if block["norm_layer"] == INHERIT else block["norm_layer"]
+        act_layer, out_act, conv_layer = block["act_layer"], block["out_act"], block["conv_layer"]
+        if opts is None:  # validate the block options of a custom solver the same way
+            HamOptions(**{k: v for k, v in block.items()})
         if ham_channels % solver.groups:
             raise ValueError(f"ham_channels ({ham_channels}) must be divisible by groups ({solver.groups})")
+        if dual and solver.init != "random":
+            raise ValueError(
+                f"dual=True needs init='random', got init={solver.init!r}: the channel branch's "
+                "dictionary size depends on the resolution"
+            )
+        self.options = opts
+        self.channels, self.ham_channels, self.version, self.dual = channels, ham_channels, version, dual
 
         conv = get_conv_layer(conv_layer, spatial_dims)
         width = 2 * ham_channels if dual else ham_channels
@@ -116,11 +111,6 @@ class Hamburger(nn.Module):
         self.lower_act = nn.ReLU() if solver.needs_nonnegative else nn.Identity()
         self.ham = solver
         if dual:
-            if solver.init != "random":
-                raise ValueError(
-                    f"dual=True needs init='random', got init={solver.init!r}: the channel branch's "
-                    "dictionary size depends on the resolution"
-                )
             self.ham_channel = copy.deepcopy(solver)
             self.ham_channel.spatial = False
         else:

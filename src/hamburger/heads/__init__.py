@@ -7,5 +7,6 @@ block (``"none"``, attention baselines), so that comparisons differ only in that
 from .fcn_head import FCNHead
 from .ham_head import HamHead
 from .light_ham_head import LightHamHead
+from .registry import HEADS, get_head, list_heads, register_head
 
-__all__ = ["FCNHead", "HamHead", "LightHamHead"]
+__all__ = ["HEADS", "FCNHead", "HamHead", "LightHamHead", "get_head", "list_heads", "register_head"]

@@ -2,9 +2,8 @@
 
 A head's global-context block is chosen by ``context``:
 
-* ``"hamburger"``: a :class:`~hamburger.blocks.Hamburger` built from the head's typed solver
-  options (``ham``, ``rank``, ``steps``, ``eval_steps``, ``groups``, ``grad_mode``, ``init``,
-  ``version``) with the head's norm layer;
+* ``"hamburger"``: a :class:`~hamburger.blocks.Hamburger` built from the head's
+  :class:`~hamburger.blocks.HamOptions` (the block's norm is the head's unless the options set their own);
 * any other name registered in :data:`hamburger.blocks.CONTEXT_BLOCKS` (``"none"``, and the
   attention baselines): built with ``create_context_block(name, channels)``, its own defaults and
   the head's ``norm_layer`` (when it takes one), so baseline heads differ from the Hamburger head
@@ -19,9 +18,9 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from ..blocks import CONTEXT_BLOCKS, Hamburger, create_context_block
+from ..blocks import CONTEXT_BLOCKS, Hamburger, HamOptions, create_context_block
+from ..blocks.options import INHERIT
 from ..layers import LayerType
-from ..solvers.base import GradMode, InitMode
 
 ContextType = str | Callable[[int], nn.Module]
 
@@ -30,22 +29,18 @@ def build_context(
     context: ContextType,
     channels: int,
     *,
-    ham: str,
-    rank: int,
-    steps: int,
-    eval_steps: int | None,
-    groups: int,
-    grad_mode: GradMode,
-    init: InitMode,
-    version: str,
+    ham: HamOptions,
     norm_layer: LayerType,
 ) -> nn.Module:
-    """Build the context block of a head working at ``channels`` channels."""
+    """Build the context block of a head working at ``channels`` channels.
+
+    For ``context="hamburger"`` the block gets the options ``ham`` unchanged; a block norm left at
+    ``"inherit"`` becomes the head's ``norm_layer``.
+    """
     if context == "hamburger":
-        return Hamburger(
-            channels, ham=ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
-            grad_mode=grad_mode, init=init, version=version, norm_layer=norm_layer,
-        )  # fmt: skip
+        if ham.norm_layer == INHERIT:
+            ham = ham.replace(norm_layer=norm_layer)
+        return Hamburger(channels, ham=ham)
     if isinstance(context, str):
         return create_context_block(context, channels, **_norm_kwarg(context, norm_layer))
     if callable(context):

@@ -9,8 +9,10 @@ from torch import Tensor, nn
 
 from ..layers import ConvNormAct, LayerType
 from ._context import as_channel_list, check_index, init_head_weights, select_features
+from .registry import register_head
 
 
+@register_head("fcn")
 class FCNHead(nn.Module):
     """Plain fully convolutional head, used for the auxiliary loss on an intermediate stage.
 

@@ -9,15 +9,18 @@ Enjoy-Hamburger ``seg/HamNet/network.py`` (VOC: 3x3 squeeze 2048->512, Hamburger
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..blocks import HamOptions
 from ..layers import ConvNormAct, LayerType
-from ..solvers.base import GradMode, InitMode
 from ._context import ContextType, as_channel_list, build_context, check_index, init_head_weights, select_features
+from .registry import register_head
 
 
+@register_head("ham")
 class HamHead(nn.Module):
     """The HamNet segmentation head on one backbone feature map.
 
@@ -38,8 +41,8 @@ class HamHead(nn.Module):
         norm_layer, act_layer: norm and activation of every conv-norm-act and of the block.
         context: ``"hamburger"``, another registered context-block name (``"none"``, attention
             baselines) or a callable ``channels -> nn.Module``.
-        ham, rank, steps, eval_steps, groups, grad_mode, init, version: Hamburger options, see
-            :class:`~hamburger.blocks.Hamburger` (ignored for other contexts).
+        ham: the Hamburger's options: a solver name or a :class:`~hamburger.blocks.HamOptions`
+            (ignored for other contexts); ``**ham_options`` override its fields (``rank=16``, ...).
 
     Shape:
         ``features``: a list of ``(B, in_channels[i], H_i, W_i)`` (or one tensor);
@@ -60,14 +63,8 @@ class HamHead(nn.Module):
         norm_layer: LayerType = "batch",
         act_layer: LayerType = "relu",
         context: ContextType = "hamburger",
-        ham: str = "nmf",
-        rank: int = 64,
-        steps: int = 6,
-        eval_steps: int | None = 7,
-        groups: int = 1,
-        grad_mode: GradMode = "one_step",
-        init: InitMode = "random",
-        version: str = "v1",
+        ham: str | HamOptions = "nmf",
+        **ham_options: Any,
     ) -> None:
         super().__init__()
         self.in_channels = as_channel_list(in_channels)
@@ -78,10 +75,8 @@ class HamHead(nn.Module):
         c_in = self.in_channels[self.in_index]
         cna = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.squeeze = ConvNormAct(c_in, ham_channels, kernel_size, **cna)
-        self.context = build_context(
-            context, ham_channels, ham=ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
-            grad_mode=grad_mode, init=init, version=version, norm_layer=norm_layer,
-        )  # fmt: skip
+        self.ham_options = HamOptions.coerce(ham, **ham_options)
+        self.context = build_context(context, ham_channels, ham=self.ham_options, norm_layer=norm_layer)
         self.align = ConvNormAct(ham_channels, channels, kernel_size, **cna)
         self.conv_cat = ConvNormAct(c_in + channels, channels, kernel_size, **cna) if concat_input else None
         self.dropout = nn.Dropout2d(dropout)

@@ -9,16 +9,19 @@ and mmsegmentation ``mmseg/models/decode_heads/ham_head.py`` (``LightHamHead``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..blocks import HamOptions
 from ..layers import ConvNormAct, LayerType
-from ..solvers.base import GradMode, InitMode
 from ._context import ContextType, as_channel_list, build_context, check_index, init_head_weights, select_features
+from .registry import register_head
 
 
+@register_head("light_ham")
 class LightHamHead(nn.Module):
     """Multi-level Hamburger head (Light-Ham, the SegNeXt decoder).
 
@@ -34,9 +37,9 @@ class LightHamHead(nn.Module):
         align_corners: of the bilinear resizing of the coarser levels.
         context: ``"hamburger"``, another registered context-block name or a callable
             ``channels -> nn.Module`` (the baseline heads).
-        ham, rank, steps, eval_steps, groups, grad_mode, init, version: Hamburger options (the
-            official head is NMF, V1 structure, rank 64 (16 for the 256-wide heads), 6 / 7 steps,
-            and it back-propagates through every step: ``grad_mode="bptt"``).
+        ham: the Hamburger's options, a solver name or a :class:`~hamburger.blocks.HamOptions`;
+            ``**ham_options`` override its fields (the official head is NMF, V1 structure, rank 64 (16 for
+            the 256-wide heads), 6 / 7 steps, and it back-propagates through every step: ``grad_mode="bptt"``).
 
     Shape:
         ``features``: a list of ``(B, in_channels[i], H_i, W_i)``; output
@@ -48,7 +51,7 @@ class LightHamHead(nn.Module):
         in_channels: Sequence[int],
         num_classes: int,
         *,
-        in_index: Sequence[int] | None = None,
+        in_index: int | Sequence[int] | None = None,
         channels: int = 512,
         ham_channels: int = 512,
         dropout: float = 0.1,
@@ -56,19 +59,13 @@ class LightHamHead(nn.Module):
         act_layer: LayerType = "relu",
         align_corners: bool = False,
         context: ContextType = "hamburger",
-        ham: str = "nmf",
-        rank: int = 64,
-        steps: int = 6,
-        eval_steps: int | None = 7,
-        groups: int = 1,
-        grad_mode: GradMode = "one_step",
-        init: InitMode = "random",
-        version: str = "v1",
+        ham: str | HamOptions = "nmf",
+        **ham_options: Any,
     ) -> None:
         super().__init__()
         self.in_channels = as_channel_list(in_channels)
         n = len(self.in_channels)
-        indices = range(n) if in_index is None else in_index
+        indices = range(n) if in_index is None else ((in_index,) if isinstance(in_index, int) else in_index)
         if isinstance(indices, int) or not len(indices):
             raise ValueError(f"in_index must be a non-empty sequence of feature indices or None, got {in_index!r}")
         self.in_index = [check_index("in_index", i, n) for i in indices]
@@ -77,10 +74,8 @@ class LightHamHead(nn.Module):
         self.num_classes, self.align_corners, self.context_name = num_classes, bool(align_corners), context
         cna = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.squeeze = ConvNormAct(sum(self.in_channels[i] for i in self.in_index), ham_channels, 1, **cna)
-        self.context = build_context(
-            context, ham_channels, ham=ham, rank=rank, steps=steps, eval_steps=eval_steps, groups=groups,
-            grad_mode=grad_mode, init=init, version=version, norm_layer=norm_layer,
-        )  # fmt: skip
+        self.ham_options = HamOptions.coerce(ham, **ham_options)
+        self.context = build_context(context, ham_channels, ham=self.ham_options, norm_layer=norm_layer)
         self.align = ConvNormAct(ham_channels, channels, 1, **cna)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(channels, num_classes, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -23,6 +24,35 @@ def _check_output_stride(output_stride: int) -> int:
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
     return output_stride
+
+
+FeatureStrides = Sequence[int] | Literal["deepest"] | None
+
+
+def select_levels(reductions: Sequence[int], feature_strides: FeatureStrides, *, name: str) -> list[int]:
+    """Indices of the levels with the natural strides ``feature_strides``: all for None, the last for "deepest".
+
+    ``reductions`` are the backbone's strides per level (timm's ``feature_info``); where several levels share a
+    stride, the deepest is taken. A stride the backbone does not have raises ``ValueError`` naming both.
+    """
+    if not reductions:
+        raise ValueError(f"backbone {name!r} reports no feature levels")
+    if feature_strides is None:
+        return list(range(len(reductions)))
+    if feature_strides == "deepest":
+        return [len(reductions) - 1]
+    if isinstance(feature_strides, str):
+        raise ValueError(f"feature_strides must be a sequence of strides, 'deepest' or None, got {feature_strides!r}")
+    indices = []
+    for stride in feature_strides:
+        matches = [i for i, r in enumerate(reductions) if r == stride]
+        if not matches:
+            raise ValueError(
+                f"backbone {name!r} has feature levels at strides {list(reductions)}; the head needs strides "
+                f"{list(feature_strides)} (set feature_strides to strides it has, or out_indices to explicit levels)"
+            )
+        indices.append(matches[-1])
+    return indices
 
 
 def _conv_bn_act(c_in: int, c_out: int, *, stride: int, dilation: int, norm_layer: LayerType) -> nn.Sequential:
@@ -41,7 +71,9 @@ class TinyConvNet(nn.Module):
         in_channels: image channels.
         widths: channels of each stage.
         depth: 3x3 convs per stage (an int, or one per stage).
-        out_indices: stages returned (default all).
+        out_indices: stages returned (default: by ``feature_strides``).
+        feature_strides: natural strides of the stages to return (stage ``i`` has stride ``2 ** (i + 1)``),
+            ``"deepest"`` for the last stage, None for all (used when ``out_indices`` is None).
         output_stride: largest stride (8, 16 or 32, at most ``2 ** len(widths)``).
         norm_layer: norm of every conv.
 
@@ -56,6 +88,7 @@ class TinyConvNet(nn.Module):
         widths: Sequence[int] = (24, 48, 96),
         depth: int | Sequence[int] = 2,
         out_indices: Sequence[int] | None = None,
+        feature_strides: FeatureStrides = None,
         output_stride: int = 32,
         norm_layer: LayerType = "batch",
     ) -> None:
@@ -69,9 +102,13 @@ class TinyConvNet(nn.Module):
         if len(depths) != len(widths) or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
             raise ValueError(f"depth must be an int >= 1 or one per stage ({len(widths)}), got {depth!r}")
         self.in_channels = in_channels
-        self.out_indices = list(range(len(widths)) if out_indices is None else out_indices)
-        if not self.out_indices or any(not 0 <= i < len(widths) for i in self.out_indices):
+        if out_indices is None and feature_strides is not None:
+            natural_strides = [2 ** (i + 1) for i in range(len(widths))]
+            out_indices = select_levels(natural_strides, feature_strides, name="tiny_convnet")
+        indices = list(range(len(widths)) if out_indices is None else out_indices)
+        if not indices or any(isinstance(i, bool) or not -len(widths) <= i < len(widths) for i in indices):
             raise ValueError(f"out_indices must index the {len(widths)} stages, got {out_indices!r}")
+        self.out_indices = [i % len(widths) for i in indices]
         stages, reductions, stride, dilation, c_in = [], [], 1, 1, in_channels
         for width, n in zip(widths, depths, strict=True):
             if stride * 2 <= output_stride:
@@ -103,7 +140,10 @@ class TimmBackbone(nn.Module):
     Args:
         name: a timm model name (``timm.list_models()``).
         in_channels: image channels (timm adapts the stem, also for pretrained weights).
-        out_indices: feature levels to return (timm's indices, default all).
+        out_indices: feature levels to return (timm's indices); default: chosen by ``feature_strides``.
+        feature_strides: natural strides of the levels to return, matched against timm's ``feature_info``
+            (``(8, 16, 32)`` for Light-Ham), ``"deepest"`` for the last level, None for all. A backbone without
+            those strides raises ``ValueError``.
         output_stride: 8, 16 or 32; the last stages are dilated instead of strided. A model
             that cannot dilate raises ``ValueError``.
         pretrained: load timm's ImageNet weights (downloads; needs internet).
@@ -121,6 +161,7 @@ class TimmBackbone(nn.Module):
         *,
         in_channels: int = 3,
         out_indices: Sequence[int] | None = None,
+        feature_strides: FeatureStrides = None,
         output_stride: int = 32,
         pretrained: bool = False,
         multi_grid: Sequence[int] | None = None,
@@ -128,10 +169,22 @@ class TimmBackbone(nn.Module):
     ) -> None:
         super().__init__()
         import timm
+        import torch
 
         if not timm.is_model(name):
             raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
         output_stride = _check_output_stride(output_stride)
+        if out_indices is None and feature_strides is not None:  # natural strides from a weightless copy
+            try:
+                with torch.device("meta"):
+                    probe = timm.create_model(
+                        name, features_only=True, pretrained=False, in_chans=in_channels, **kwargs
+                    )
+            except RuntimeError as err:
+                raise ValueError(f"backbone {name!r} cannot return feature maps (timm features_only: {err})") from err
+            natural = [int(level["reduction"]) for level in probe.feature_info.info]
+            out_indices = select_levels(natural, feature_strides, name=name)
+            del probe
         options = {"features_only": True, "pretrained": pretrained, "in_chans": in_channels, **kwargs}
         if out_indices is not None:
             options["out_indices"] = tuple(out_indices)
@@ -148,8 +201,8 @@ class TimmBackbone(nn.Module):
         self.name, self.in_channels = name, in_channels
         self.channels = list(self.body.feature_info.channels())
         self.reductions = list(self.body.feature_info.reduction())
-        natural = max(self.reductions)
-        if output_stride < 32 and natural > output_stride:
+        deepest = max(self.reductions)
+        if output_stride < 32 and deepest > output_stride:
             raise ValueError(
                 f"backbone {name!r} cannot give output_stride={output_stride}: its features have strides "
                 f"{self.reductions}"
@@ -191,6 +244,7 @@ def create_backbone(
     *,
     in_channels: int = 3,
     out_indices: Sequence[int] | None = None,
+    feature_strides: FeatureStrides = None,
     output_stride: int = 32,
     pretrained: bool = False,
     weights: str | None = None,
@@ -208,11 +262,17 @@ def create_backbone(
     if name in LOCAL_BACKBONES:
         if pretrained:
             raise ValueError(f"backbone {name!r} has no pretrained weights; use pretrained=False")
-        backbone = LOCAL_BACKBONES[name](in_channels, out_indices=out_indices, output_stride=output_stride, **kwargs)
+        backbone = LOCAL_BACKBONES[name](
+            in_channels,
+            out_indices=out_indices,
+            feature_strides=feature_strides,
+            output_stride=output_stride,
+            **kwargs,
+        )
     else:
         backbone = TimmBackbone(
-            name, in_channels=in_channels, out_indices=out_indices, output_stride=output_stride,
-            pretrained=pretrained, **kwargs,
+            name, in_channels=in_channels, out_indices=out_indices, feature_strides=feature_strides,
+            output_stride=output_stride, pretrained=pretrained, **kwargs,
         )  # fmt: skip
     if weights is not None:
         from .weights import load_backbone_weights

@@ -2,20 +2,23 @@
 
 A registered model name is a ``ModelConfig``; ``create_model(name, **overrides)`` replaces
 fields, and ``save_pretrained`` stores the config as JSON next to the weights, so a saved model
-is rebuilt without the registry entry that made it.
+is rebuilt without the registry entry that made it. The Hamburger's options are one nested
+:class:`~hamburger.blocks.HamOptions` (``config.hamburger``); ``replace`` routes their names
+(``ham="vq"``, ``inv_temp=10``, ``grad_mode="bptt"``) there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from ..heads import FCNHead, HamHead, LightHamHead
+from ..blocks import HamOptions
+from ..heads import FCNHead, get_head
 from .backbones import create_backbone
 from .segmentation import SegmentationModel
-
-HEADS = ("ham", "light_ham")
 
 
 @dataclass(frozen=True)
@@ -23,17 +26,21 @@ class ModelConfig:
     """Backbone, head and auxiliary-head settings of a :class:`SegmentationModel`.
 
     Backbone: ``backbone`` (``"tiny_convnet"`` or a timm name), ``in_channels``,
-    ``output_stride`` (8, 16, 32), ``out_indices`` (levels the backbone returns),
-    ``backbone_kwargs`` (extra constructor options, e.g. ``{"layers": [1, 1, 1, 1]}``; reset to
-    ``{}`` when ``backbone`` is replaced without giving new ones),
-    ``multi_grid`` (ResNet last-stage dilation multipliers), ``weights`` (local file).
+    ``output_stride`` (8, 16, 32), ``feature_strides`` (the natural strides of the feature levels
+    the heads read, e.g. ``(8, 16, 32)`` for Light-Ham; None = the deepest level only), which
+    pick the levels from the backbone's ``feature_info`` so that any backbone can be swapped in;
+    ``out_indices`` (explicit levels, overriding ``feature_strides``; reset when ``backbone`` is
+    replaced without new ones), ``backbone_kwargs`` (extra constructor options, e.g.
+    ``{"layers": [1, 1, 1, 1]}``; also reset with the backbone), ``multi_grid`` (ResNet last-stage
+    dilation multipliers), ``weights`` (local file).
 
-    Head: ``head`` (``"ham"`` = :class:`~hamburger.heads.HamHead`, ``"light_ham"`` =
-    :class:`~hamburger.heads.LightHamHead`), ``in_index`` (int for ``ham``, list or None for
-    ``light_ham``), widths ``channels`` / ``ham_channels``, ``kernel_size`` and ``concat_input``
-    (``ham`` only), ``dropout``, ``norm_layer``, ``act_layer``, ``context`` (context-block name) and
-    the Hamburger options ``ham``, ``rank``, ``steps``, ``eval_steps``, ``groups``, ``grad_mode``,
-    ``init``, ``version``.
+    Head: ``head`` (a registered head name, :func:`hamburger.heads.list_heads`: ``"ham"`` =
+    :class:`~hamburger.heads.HamHead`, ``"light_ham"`` = :class:`~hamburger.heads.LightHamHead`),
+    ``in_index`` (int for ``ham``, int, list or None for ``light_ham``), widths ``channels`` /
+    ``ham_channels``, ``kernel_size`` and ``concat_input`` (``ham`` only), ``dropout``,
+    ``norm_layer``, ``act_layer`` (the head's), ``context`` (context-block name) and ``hamburger``:
+    the block's :class:`~hamburger.blocks.HamOptions` (solver and block options; its
+    ``norm_layer`` defaults to the head's).
 
     Auxiliary FCN head: ``aux_index`` (feature index, None for no auxiliary head),
     ``aux_channels``. ``align_corners`` applies to the final upsampling.
@@ -43,11 +50,12 @@ class ModelConfig:
     num_classes: int = 11
     in_channels: int = 3
     output_stride: int = 32
+    feature_strides: tuple[int, ...] | None = None
     out_indices: tuple[int, ...] | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     multi_grid: tuple[int, ...] | None = None
     weights: str | None = None
-    head: Literal["ham", "light_ham"] = "light_ham"
+    head: str = "light_ham"
     in_index: int | tuple[int, ...] | None = None
     channels: int = 512
     ham_channels: int = 512
@@ -57,66 +65,117 @@ class ModelConfig:
     norm_layer: str = "group"
     act_layer: str = "relu"
     context: str = "hamburger"
-    ham: str = "nmf"
-    rank: int = 64
-    steps: int = 6
-    eval_steps: int | None = 7
-    groups: int = 1
-    grad_mode: str = "one_step"
-    init: str = "random"
-    version: str = "v1"
+    hamburger: HamOptions = field(default_factory=HamOptions)
     aux_index: int | None = None
     aux_channels: int = 256
     align_corners: bool = False
 
+    HEAD_FIELDS: ClassVar[tuple[str, ...]] = (
+        "in_index", "channels", "ham_channels", "kernel_size", "concat_input", "dropout", "norm_layer",
+        "act_layer", "context", "align_corners",
+    )  # fmt: skip
+    _TUPLES: ClassVar[tuple[str, ...]] = ("feature_strides", "out_indices", "multi_grid", "in_index")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
     def replace(self, **overrides: Any) -> ModelConfig:
-        """A copy with ``overrides`` applied; unknown names raise ``ValueError`` listing the fields."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
+        """A copy with ``overrides`` applied.
+
+        Names of :class:`HamOptions` fields that are not model fields (``ham``, ``rank``, ``inv_temp``,
+        ``grad_mode``, ...) change ``hamburger``; ``hamburger`` itself takes a ``HamOptions`` or a mapping of its
+        fields (merged into the current options). ``norm_layer`` / ``act_layer`` are the head's: set the block's
+        with ``hamburger={"norm_layer": ...}``. Unknown names raise ``ValueError`` listing the valid ones.
+        """
+        names = set(self.field_names())
+        ham_names = set(HamOptions.field_names()) - names
+        unknown = sorted(set(overrides) - names - ham_names)
         if unknown:
-            raise ValueError(f"unknown model option(s) {unknown}; valid options are {sorted(names)}")
-        if overrides.get("backbone", self.backbone) != self.backbone and "backbone_kwargs" not in overrides:
-            overrides["backbone_kwargs"] = {}  # constructor options of the replaced backbone do not carry over
-        for key in ("out_indices", "multi_grid", "in_index"):  # JSON gives lists; keep tuples
+            raise ValueError(
+                f"unknown model option(s) {unknown}; valid options are {sorted(names)} and the Hamburger options "
+                f"{sorted(ham_names)}"
+            )
+        ham_overrides = {k: overrides.pop(k) for k in list(overrides) if k in ham_names}
+        nested = overrides.pop("hamburger", None)
+        ham = self.hamburger
+        if isinstance(nested, HamOptions):
+            ham = nested
+        elif isinstance(nested, Mapping):
+            ham = ham.replace(**dict(nested))
+        elif nested is not None:
+            raise TypeError(f"hamburger must be a HamOptions or a mapping of its fields, got {type(nested).__name__}")
+        if ham_overrides:
+            ham = ham.replace(**ham_overrides)
+        if overrides.get("backbone", self.backbone) != self.backbone:
+            # constructor options and explicit levels of the replaced backbone do not carry over
+            overrides.setdefault("backbone_kwargs", {})
+            overrides.setdefault("out_indices", None)
+        for key in self._TUPLES:  # JSON gives lists; keep tuples
             if isinstance(overrides.get(key), list):
                 overrides[key] = tuple(overrides[key])
-        return dataclasses.replace(self, **overrides)
+        return dataclasses.replace(self, hamburger=ham, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["hamburger"] = self.hamburger.to_dict()
+        data["backbone_kwargs"] = dict(self.backbone_kwargs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = True) -> ModelConfig:
+        """Rebuild from :meth:`to_dict`'s output; ``strict`` requires every field, and no other."""
+        data = dict(data)
+        if strict:
+            names = set(cls.field_names())
+            missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
+            if missing or unknown:
+                raise ValueError(
+                    f"model config has missing field(s) {missing} and unknown field(s) {unknown}; "
+                    f"expected exactly {sorted(names)}"
+                )
+            ham = data.get("hamburger")
+            if not isinstance(ham, Mapping):
+                raise ValueError(f"model config field 'hamburger' must be a mapping, got {type(ham).__name__}")
+            ham_names = set(HamOptions.field_names())
+            missing, unknown = sorted(ham_names - set(ham)), sorted(set(ham) - ham_names)
+            if missing or unknown:
+                raise ValueError(
+                    f"model config 'hamburger' has missing field(s) {missing} and unknown field(s) {unknown}"
+                )
+        return cls().replace(**data)
+
+
+def _head_kwargs(config: ModelConfig, head_cls: type) -> dict[str, Any]:
+    """The config fields that ``head_cls``'s constructor takes; set fields it does not take are an error."""
+    params = inspect.signature(head_cls).parameters
+    defaults = ModelConfig()
+    kwargs: dict[str, Any] = {}
+    for name in ModelConfig.HEAD_FIELDS:
+        value = getattr(config, name)
+        if name in params:
+            if not (name == "in_index" and value is None):
+                kwargs[name] = value
+        elif value != getattr(defaults, name):
+            raise ValueError(f"head {config.head!r} ({head_cls.__name__}) does not take {name}={value!r}")
+    if "ham" in params:
+        kwargs["ham"] = config.hamburger
+    return kwargs
 
 
 def build_model(config: ModelConfig, *, pretrained: bool = False) -> SegmentationModel:
     """Instantiate the backbone, head and auxiliary head described by ``config``."""
-    if config.head not in HEADS:
-        raise ValueError(f"head must be one of {list(HEADS)}, got {config.head!r}")
+    head_cls = get_head(config.head)
     backbone_kwargs = dict(config.backbone_kwargs)
     if config.multi_grid is not None:
         backbone_kwargs["multi_grid"] = config.multi_grid
     backbone = create_backbone(
         config.backbone, in_channels=config.in_channels, out_indices=config.out_indices,
-        output_stride=config.output_stride, pretrained=pretrained, weights=config.weights, **backbone_kwargs,
-    )  # fmt: skip
-    common = dict(
-        channels=config.channels, ham_channels=config.ham_channels, dropout=config.dropout,
-        norm_layer=config.norm_layer, act_layer=config.act_layer, context=config.context, ham=config.ham,
-        rank=config.rank, steps=config.steps, eval_steps=config.eval_steps, groups=config.groups,
-        grad_mode=config.grad_mode, init=config.init, version=config.version,
+        feature_strides="deepest" if config.feature_strides is None else config.feature_strides, output_stride=config.output_stride, pretrained=pretrained,
+        weights=config.weights, **backbone_kwargs,
     )  # fmt: skip
     channels = backbone.channels
-    if config.head == "ham":
-        in_index = -1 if config.in_index is None else config.in_index
-        if not isinstance(in_index, int):
-            raise ValueError(f"in_index of a 'ham' head must be an int, got {in_index!r}")
-        head = HamHead(
-            channels, config.num_classes, in_index=in_index, kernel_size=config.kernel_size,
-            concat_input=config.concat_input, **common,
-        )  # fmt: skip
-    else:
-        in_index = (config.in_index,) if isinstance(config.in_index, int) else config.in_index
-        head = LightHamHead(
-            channels, config.num_classes, in_index=in_index, align_corners=config.align_corners, **common
-        )
+    head = head_cls(channels, config.num_classes, **_head_kwargs(config, head_cls))
     aux_head = None
     if config.aux_index is not None:
         aux_head = FCNHead(

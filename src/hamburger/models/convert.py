@@ -390,20 +390,11 @@ def _write(conversion: Conversion, out_dir: str, model_name: str | None, overrid
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)
     if model_name is not None:
+        from ..blocks import HamOptions
         from .registry import create_model
 
-        shared = (
-            "num_classes",
-            "channels",
-            "ham_channels",
-            "norm_layer",
-            "rank",
-            "steps",
-            "eval_steps",
-            "groups",
-            "init",
-            "version",
-        )
+        # the head's widths and norm, and every ham option the checkpoint determines (type, grad mode, rank, ...)
+        shared = ("num_classes", "channels", "ham_channels", "norm_layer", *HamOptions.field_names())
         kwargs = {k: conversion.head_kwargs[k] for k in shared if k in conversion.head_kwargs}
         model = create_model(model_name, **{**kwargs, **overrides})
         result = model.load_state_dict(conversion.state_dict, strict=False)

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the Hamburger options nested under ``hamburger`` and every field required; 1 (flat) is still read."""
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -89,11 +90,19 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
         raw = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"corrupt config file {str(config_file)!r}: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"corrupt config file {str(config_file)!r}: expected a JSON object")
     version = raw.pop("format_version", None)
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{str(config_file)!r} has format_version {version!r}; this version reads {FORMAT_VERSION}")
     name = raw.pop("name", None)
-    config = ModelConfig().replace(**raw).replace(**overrides)
+    if version == FORMAT_VERSION:
+        config = ModelConfig.from_dict(raw, strict=True)
+    elif version == 1:  # flat Hamburger options, written by hamburger 0.1
+        config = ModelConfig().replace(**raw)
+    else:
+        raise ValueError(
+            f"{str(config_file)!r} has format_version {version!r}; this version reads 1 and {FORMAT_VERSION}"
+        )
+    config = config.replace(**overrides)
     model = build_model(config)
     try:
         state = load_file(str(weights_file))

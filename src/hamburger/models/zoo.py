@@ -12,20 +12,20 @@
 
 from __future__ import annotations
 
+from ..blocks import HamOptions
 from .config import ModelConfig
 from .registry import register_model
 
 _TINY = ModelConfig(
-    backbone="tiny_convnet", num_classes=11, out_indices=(2,),
-    backbone_kwargs={"widths": [16, 48, 128], "depth": [1, 2, 2]},
-    head="light_ham", channels=64, ham_channels=64, rank=16, steps=6, eval_steps=7,
+    backbone="tiny_convnet", num_classes=11, backbone_kwargs={"widths": [16, 48, 128], "depth": [1, 2, 2]},
+    head="light_ham", channels=64, ham_channels=64, hamburger=HamOptions(rank=16, steps=6, eval_steps=7),
 )  # fmt: skip
 _HAMNET_VOC = ModelConfig(
-    num_classes=21, output_stride=8, out_indices=(4,), multi_grid=(1, 2, 4), head="ham", channels=256,
-    ham_channels=512, kernel_size=3, norm_layer="batch", rank=64, steps=6, eval_steps=6, version="v2",
+    num_classes=21, output_stride=8, multi_grid=(1, 2, 4), head="ham", channels=256, ham_channels=512,
+    kernel_size=3, norm_layer="batch", hamburger=HamOptions(rank=64, steps=6, eval_steps=6, version="v2"),
     align_corners=True,
 )  # fmt: skip
-_LIGHT_HAM = ModelConfig(num_classes=150, head="light_ham", norm_layer="group", out_indices=(2, 3, 4))
+_LIGHT_HAM = ModelConfig(num_classes=150, head="light_ham", norm_layer="group", feature_strides=(8, 16, 32))
 
 
 @register_model
@@ -68,7 +68,7 @@ def hamnet_resnet101() -> ModelConfig:
 def hamnet_mmseg_resnet101() -> ModelConfig:
     """Official mmseg ADE20K HamNet: ResNetV1c-101 (timm ``resnet101c``) OS8, GN head, aux FCN."""
     return _HAMNET_VOC.replace(
-        backbone="resnet101c", num_classes=150, out_indices=(3, 4), multi_grid=None, channels=512,
+        backbone="resnet101c", num_classes=150, feature_strides=(16, 32), multi_grid=None, channels=512,
         concat_input=True, norm_layer="group", version="v1", eval_steps=7, aux_index=0, align_corners=False,
     )  # fmt: skip
 
@@ -82,4 +82,4 @@ def light_ham_mobilenetv2() -> ModelConfig:
 @register_model
 def light_ham_convnext_tiny() -> ModelConfig:
     """Light-Ham head (512 wide, rank 64, as for VAN-B/L) on ConvNeXt-T stages 2-4."""
-    return _LIGHT_HAM.replace(backbone="convnext_tiny", out_indices=(1, 2, 3))
+    return _LIGHT_HAM.replace(backbone="convnext_tiny")

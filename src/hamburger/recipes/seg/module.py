@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...training.optim import build_optimizer, build_scheduler, param_groups
 from .inference import infer
 from .metrics import build_confmat, scores_from_confmat
-from ...training.optim import build_optimizer, build_scheduler, param_groups
 
 __all__ = ["SegModule", "create_seg_model"]
 
