@@ -25,7 +25,13 @@ LEVEL = {
     "demo": 6,
     "__main__": 6,
 }
-FORBIDDEN_SIBLINGS = {("solvers", "layers"), ("layers", "solvers"), ("bench", "recipes"), ("recipes", "bench"), ("bench", "training")}
+FORBIDDEN_SIBLINGS = {
+    ("solvers", "layers"),
+    ("layers", "solvers"),
+    ("bench", "recipes"),
+    ("recipes", "bench"),
+    ("bench", "training"),
+}
 
 
 def _hamburger_imports(path: pathlib.Path) -> set[str]:

@@ -169,9 +169,10 @@ def build_model(config: ModelConfig, *, pretrained: bool = False) -> Segmentatio
     backbone_kwargs = dict(config.backbone_kwargs)
     if config.multi_grid is not None:
         backbone_kwargs["multi_grid"] = config.multi_grid
+    strides = "deepest" if config.feature_strides is None else config.feature_strides
     backbone = create_backbone(
         config.backbone, in_channels=config.in_channels, out_indices=config.out_indices,
-        feature_strides="deepest" if config.feature_strides is None else config.feature_strides, output_stride=config.output_stride, pretrained=pretrained,
+        feature_strides=strides, output_stride=config.output_stride, pretrained=pretrained,
         weights=config.weights, **backbone_kwargs,
     )  # fmt: skip
     channels = backbone.channels
