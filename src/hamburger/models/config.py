@@ -147,17 +147,13 @@ class ModelConfig:
 
 
 def _head_kwargs(config: ModelConfig, head_cls: type) -> dict[str, Any]:
-    """The config fields that ``head_cls``'s constructor takes; set fields it does not take are an error."""
+    """The config fields that ``head_cls``'s constructor names (``in_index=None`` means the head's default)."""
     params = inspect.signature(head_cls).parameters
-    defaults = ModelConfig()
     kwargs: dict[str, Any] = {}
     for name in ModelConfig.HEAD_FIELDS:
         value = getattr(config, name)
-        if name in params:
-            if not (name == "in_index" and value is None):
-                kwargs[name] = value
-        elif value != getattr(defaults, name):
-            raise ValueError(f"head {config.head!r} ({head_cls.__name__}) does not take {name}={value!r}")
+        if name in params and not (name == "in_index" and value is None):
+            kwargs[name] = value
     if "ham" in params:
         kwargs["ham"] = config.hamburger
     return kwargs
