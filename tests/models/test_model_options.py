@@ -85,6 +85,10 @@ def test_format_1_flat_config_is_still_read(tmp_path):
                                                                 "grad_mode", "init", "version")}}  # fmt: skip
     old.pop("feature_strides")
     path.write_text(json.dumps(old))
+    from safetensors.torch import load_file, save_file  # hamburger 0.1 wrote no config fingerprint
+
+    weights = str(tmp_path / "m" / "model.safetensors")
+    save_file(load_file(weights), weights, metadata={"format": "pt"})
     again = from_pretrained(tmp_path / "m")
     assert again.head.context.ham.rank == 4 and again.head.context.version == "v2+"
 
@@ -151,3 +155,38 @@ def test_model_config_replace_routes_and_keeps_tuples():
     assert config.hamburger == HamOptions(ham="vq", inv_temp=5.0, rank=3)
     assert config.feature_strides == (8, 16)
     assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_failed_save_leaves_the_previous_pair_intact(tmp_path, monkeypatch):
+    import pathlib as _pathlib
+
+    old = create_model("tiny_ham", rank=16, **SMALL_TINY).eval()
+    old.save_pretrained(tmp_path / "m")
+    new = create_model("tiny_ham", ham="vq", rank=4, **SMALL_TINY)
+
+    def broken(self, *args, **kwargs):  # the config write fails after the weights were written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_pathlib.Path, "write_text", broken)
+    with pytest.raises(OSError, match="disk full"):
+        new.save_pretrained(tmp_path / "m")
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+    again = from_pretrained(tmp_path / "m").eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(again(x)["out"], old(x)["out"])
+
+
+def test_weights_that_do_not_belong_to_the_config_are_refused(tmp_path):
+    create_model("tiny_ham", rank=16, **SMALL_TINY).save_pretrained(tmp_path / "a")
+    create_model("tiny_ham", rank=4, **SMALL_TINY).save_pretrained(tmp_path / "b")
+    (tmp_path / "b" / "config.json").replace(tmp_path / "a" / "config.json")  # rank-16 weights, rank-4 config
+    with pytest.raises(ValueError, match="do not belong to its config.json"):  # same shapes: the fingerprint tells
+        from_pretrained(tmp_path / "a")
+    create_model(
+        "tiny_ham", channels=32, ham_channels=32, backbone_kwargs=SMALL_TINY["backbone_kwargs"]
+    ).save_pretrained(tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").replace(tmp_path / "a" / "model.safetensors")
+    with pytest.raises(ValueError, match="do not belong to its config.json"):
+        from_pretrained(tmp_path / "a")

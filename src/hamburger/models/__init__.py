@@ -6,10 +6,9 @@ built or a model is saved.
 
 from . import zoo  # noqa: F401  (registers the named configurations)
 from .backbones import TimmBackbone, TinyConvNet, create_backbone
-from .config import ModelConfig, build_model
-from .hub import from_pretrained, save_pretrained
+from .config import ModelConfig
 from .registry import create_model, get_model_config, list_models, register_model
-from .segmentation import SegmentationModel
+from .segmentation import SegmentationModel, build_model, from_pretrained, save_pretrained
 
 __all__ = [
     "ModelConfig",

@@ -1,4 +1,4 @@
-"""ModelConfig: the typed description of a segmentation model, and ``build_model`` from it.
+"""ModelConfig: the typed description of a segmentation model (built by :func:`~hamburger.models.build_model`).
 
 A registered model name is a ``ModelConfig``; ``create_model(name, **overrides)`` replaces
 fields, and ``save_pretrained`` stores the config as JSON next to the weights, so a saved model
@@ -10,15 +10,11 @@ is rebuilt without the registry entry that made it. The Hamburger's options are 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..blocks import HamOptions
-from ..heads import FCNHead, get_head
-from .backbones import create_backbone
-from .segmentation import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -144,39 +140,3 @@ class ModelConfig:
                     f"model config 'hamburger' has missing field(s) {missing} and unknown field(s) {unknown}"
                 )
         return cls().replace(**data)
-
-
-def _head_kwargs(config: ModelConfig, head_cls: type) -> dict[str, Any]:
-    """The config fields that ``head_cls``'s constructor names (``in_index=None`` means the head's default)."""
-    params = inspect.signature(head_cls).parameters
-    kwargs: dict[str, Any] = {}
-    for name in ModelConfig.HEAD_FIELDS:
-        value = getattr(config, name)
-        if name in params and not (name == "in_index" and value is None):
-            kwargs[name] = value
-    if "ham" in params:
-        kwargs["ham"] = config.hamburger
-    return kwargs
-
-
-def build_model(config: ModelConfig, *, pretrained: bool = False) -> SegmentationModel:
-    """Instantiate the backbone, head and auxiliary head described by ``config``."""
-    head_cls = get_head(config.head)
-    backbone_kwargs = dict(config.backbone_kwargs)
-    if config.multi_grid is not None:
-        backbone_kwargs["multi_grid"] = config.multi_grid
-    strides = "deepest" if config.feature_strides is None else config.feature_strides
-    backbone = create_backbone(
-        config.backbone, in_channels=config.in_channels, out_indices=config.out_indices,
-        feature_strides=strides, output_stride=config.output_stride, pretrained=pretrained,
-        weights=config.weights, **backbone_kwargs,
-    )  # fmt: skip
-    channels = backbone.channels
-    head = head_cls(channels, config.num_classes, **_head_kwargs(config, head_cls))
-    aux_head = None
-    if config.aux_index is not None:
-        aux_head = FCNHead(
-            channels, config.num_classes, in_index=config.aux_index, channels=config.aux_channels,
-            norm_layer=config.norm_layer, act_layer=config.act_layer,
-        )  # fmt: skip
-    return SegmentationModel(backbone, head, aux_head, align_corners=config.align_corners)

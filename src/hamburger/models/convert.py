@@ -385,7 +385,7 @@ def _write(conversion: Conversion, out_dir: str, model_name: str | None, overrid
 
     from safetensors.torch import save_file
 
-    from .hub import _atomic_write
+    from ..utils import atomic_write as _atomic_write
 
     path = Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)

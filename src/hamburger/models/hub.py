@@ -1,20 +1,25 @@
-"""save_pretrained / from_pretrained / push_to_hub: ``model.safetensors`` + ``config.json``.
+"""The ``save_pretrained`` folder format: ``model.safetensors`` + ``config.json``, written and read as a pair.
 
-Both files are written atomically (temporary file in the same directory, then ``os.replace``).
+This module knows files, not models: :mod:`hamburger.models.segmentation` builds and loads the model. The pair is
+written into a temporary folder that then replaces the target folder as a whole, so a crash never leaves new
+weights beside an old config; on reading, the config must name every field (format 2) and the weights must fit it.
 A hub id is resolved with ``huggingface_hub.snapshot_download`` when the package is installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import ModelConfig, build_model
-from .segmentation import SegmentationModel
+from torch import Tensor
+
+from ..utils import atomic_directory
+from .config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -24,40 +29,29 @@ FORMAT_VERSION = 2
 """2: the Hamburger options nested under ``hamburger`` and every field required; 1 (flat) is still read."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_pretrained(model: SegmentationModel, directory: str | os.PathLike) -> None:
-    """Save a model built by ``create_model`` to ``directory`` (created if needed)."""
+def write_pretrained(directory: str | os.PathLike, state: Mapping[str, Tensor], config: Mapping[str, Any]) -> None:
+    """Write ``state`` and ``config`` (with ``format_version``) to ``directory`` as one atomic pair."""
     from safetensors.torch import save_file
 
-    if not isinstance(model, SegmentationModel) or model.config is None:
-        raise ValueError(
-            "save_pretrained needs a SegmentationModel built by hamburger.models.create_model (it stores the "
-            "config); for a hand-built model save model.state_dict() with torch.save"
-        )
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    config = {"format_version": FORMAT_VERSION, **model.config}
     try:
-        text = json.dumps(config, indent=2, sort_keys=True)
+        text = json.dumps({"format_version": FORMAT_VERSION, **config}, indent=2, sort_keys=True)
     except TypeError as err:
         raise ValueError(f"the model config is not JSON-serialisable ({err}); use names, not callables") from err
-    _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    # the weights carry a fingerprint of their config: a config.json from another save is detected on reading
+    metadata = {"format": "pt", "config_sha256": _fingerprint(json.loads(text))}
+    with atomic_directory(directory) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata=metadata)
+        (tmp / CONFIG_NAME).write_text(text + "\n")
 
 
-def _resolve(name_or_path: str | os.PathLike) -> Path:
+def _fingerprint(config: Mapping[str, Any]) -> str:
+    canonical = json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A local folder, or a hub id downloaded with ``huggingface_hub`` (when installed)."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
@@ -72,16 +66,12 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     return Path(snapshot_download(repo_id=str(name_or_path), allow_patterns=[WEIGHTS_NAME, CONFIG_NAME]))
 
 
-def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
-    """Rebuild and load a model written by :func:`save_pretrained`.
-
-    ``overrides`` change config fields that do not alter the weights' shapes (e.g.
-    ``eval_steps=10``, ``grad_mode="bptt"``).
-    """
-    from safetensors import SafetensorError
+def read_pretrained(name_or_path: str | os.PathLike) -> tuple[str | None, ModelConfig, dict[str, Tensor]]:
+    """Read a folder written by :func:`write_pretrained`: ``(registered name, config, state_dict)``."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    path = _resolve(name_or_path)
+    path = resolve(name_or_path)
     config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
     for file in (config_file, weights_file):
         if not file.is_file():
@@ -92,6 +82,7 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
         raise ValueError(f"corrupt config file {str(config_file)!r}: {err}") from err
     if not isinstance(raw, dict):
         raise ValueError(f"corrupt config file {str(config_file)!r}: expected a JSON object")
+    fingerprint = _fingerprint(raw)
     version = raw.pop("format_version", None)
     name = raw.pop("name", None)
     if version == FORMAT_VERSION:
@@ -102,26 +93,16 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
         raise ValueError(
             f"{str(config_file)!r} has format_version {version!r}; this version reads 1 and {FORMAT_VERSION}"
         )
-    config = config.replace(**overrides)
-    model = build_model(config)
     try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            metadata = f.metadata() or {}
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as err:
         raise ValueError(f"cannot read weights file {str(weights_file)!r}: {err}") from err
-    model.load_state_dict(state, strict=True)
-    model.config = {"name": name, **config.to_dict(), "weights": None}
-    return model
-
-
-def push_to_hub(model: SegmentationModel, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
-    """Create ``repo_id`` if needed and upload ``save_pretrained``'s files; returns the commit URL."""
-    try:
-        from huggingface_hub import HfApi
-    except ImportError as err:
-        raise ImportError("push_to_hub needs huggingface_hub (pip install huggingface_hub)") from err
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload hamburger model")
-    return str(info)
+    expected = metadata.get("config_sha256")
+    if expected is not None and expected != fingerprint:
+        raise ValueError(
+            f"the weights in {str(weights_file)!r} do not belong to its config.json (they were saved with another "
+            "config); save the model again with save_pretrained"
+        )
+    return name, config, state

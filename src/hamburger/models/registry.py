@@ -6,8 +6,8 @@ import fnmatch
 from collections.abc import Callable
 from typing import Any
 
-from .config import ModelConfig, build_model
-from .segmentation import SegmentationModel
+from .config import ModelConfig
+from .segmentation import SegmentationModel, build_model
 
 _MODELS: dict[str, Callable[[], ModelConfig]] = {}
 

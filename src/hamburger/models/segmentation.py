@@ -6,11 +6,19 @@ in the recipe (``out`` + weighted ``aux``), never in the model.
 
 from __future__ import annotations
 
+import inspect
+import os
+import tempfile
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..heads import FCNHead, get_head
+from .backbones import create_backbone
+from .config import ModelConfig
+from .hub import read_pretrained, write_pretrained
 
 
 class SegmentationModel(nn.Module):
@@ -68,21 +76,89 @@ class SegmentationModel(nn.Module):
         return self.forward(x)["out"].argmax(dim=1)
 
     # ---------------------------------------------------------------- save / load (safetensors)
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``model.safetensors`` and ``config.json`` to ``directory`` (atomically)."""
-        from .hub import save_pretrained
-
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` and ``config.json`` to ``directory`` (one atomic pair)."""
         save_pretrained(self, directory)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **overrides: Any) -> SegmentationModel:
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
         """Rebuild a model saved by :meth:`save_pretrained` (a directory, or a hub id online)."""
-        from .hub import from_pretrained
-
         return from_pretrained(name_or_path, **overrides)
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
         """Upload ``save_pretrained``'s files to the Hugging Face Hub (needs huggingface_hub)."""
-        from .hub import push_to_hub
+        try:
+            from huggingface_hub import HfApi
+        except ImportError as err:
+            raise ImportError("push_to_hub needs huggingface_hub (pip install huggingface_hub)") from err
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(os.path.join(tmp, "model"))
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=os.path.join(tmp, "model"), commit_message="Upload hamburger model"
+            )
+        return str(info)
 
-        return push_to_hub(self, repo_id, **kwargs)
+
+def _head_kwargs(config: ModelConfig, head_cls: type) -> dict[str, Any]:
+    """The config fields that ``head_cls``'s constructor names (``in_index=None`` means the head's default)."""
+    params = inspect.signature(head_cls).parameters
+    kwargs: dict[str, Any] = {}
+    for name in ModelConfig.HEAD_FIELDS:
+        value = getattr(config, name)
+        if name in params and not (name == "in_index" and value is None):
+            kwargs[name] = value
+    if "ham" in params:
+        kwargs["ham"] = config.hamburger
+    return kwargs
+
+
+def build_model(config: ModelConfig, *, pretrained: bool = False) -> SegmentationModel:
+    """Instantiate the backbone, head and auxiliary head described by ``config``."""
+    head_cls = get_head(config.head)
+    backbone_kwargs = dict(config.backbone_kwargs)
+    if config.multi_grid is not None:
+        backbone_kwargs["multi_grid"] = config.multi_grid
+    strides = "deepest" if config.feature_strides is None else config.feature_strides
+    backbone = create_backbone(
+        config.backbone, in_channels=config.in_channels, out_indices=config.out_indices,
+        feature_strides=strides, output_stride=config.output_stride, pretrained=pretrained,
+        weights=config.weights, **backbone_kwargs,
+    )  # fmt: skip
+    channels = backbone.channels
+    head = head_cls(channels, config.num_classes, **_head_kwargs(config, head_cls))
+    aux_head = None
+    if config.aux_index is not None:
+        aux_head = FCNHead(
+            channels, config.num_classes, in_index=config.aux_index, channels=config.aux_channels,
+            norm_layer=config.norm_layer, act_layer=config.act_layer,
+        )  # fmt: skip
+    return SegmentationModel(backbone, head, aux_head, align_corners=config.align_corners)
+
+
+def save_pretrained(model: SegmentationModel, directory: str | os.PathLike) -> None:
+    """Save a model built by ``create_model`` to ``directory`` (created if needed; replaced as a whole)."""
+    if not isinstance(model, SegmentationModel) or model.config is None:
+        raise ValueError(
+            "save_pretrained needs a SegmentationModel built by hamburger.models.create_model (it stores the "
+            "config); for a hand-built model save model.state_dict() with torch.save"
+        )
+    write_pretrained(directory, model.state_dict(), model.config)
+
+
+def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
+    """Rebuild and load a model written by :func:`save_pretrained`.
+
+    ``overrides`` change config fields that do not alter the weights' shapes (e.g.
+    ``eval_steps=10``, ``grad_mode="bptt"``). Weights that do not fit the config raise ``ValueError``.
+    """
+    name, config, state = read_pretrained(name_or_path)
+    config = config.replace(**overrides)
+    model = build_model(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"the weights in {str(name_or_path)!r} do not belong to its config.json: {err}") from err
+    model.config = {"name": name, **config.to_dict(), "weights": None}
+    return model
