@@ -75,7 +75,8 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
     """Rebuild and load a model written by :func:`save_pretrained`.
 
     ``overrides`` change config fields that do not alter the weights' shapes (e.g.
-    ``eval_steps=10``, ``grad_mode="bptt"``).
+    ``eval_steps=10``, ``grad_mode="bptt"``). The model is returned in eval mode (as Hugging Face's
+    ``from_pretrained`` does); call ``.train()`` to fine-tune it.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -101,7 +102,7 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
         raise ValueError(f"cannot read weights file {str(weights_file)!r}: {err}") from err
     model.load_state_dict(state, strict=True)
     model.config = {"name": name, **config.to_dict(), "weights": None}
-    return model
+    return model.eval()
 
 
 def push_to_hub(model: SegmentationModel, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
