@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...training.optim import build_optimizer, build_scheduler, param_groups
-from .inference import check_inference_options, infer
+from .inference import infer
 from .metrics import build_confmat, scores_from_confmat
+from ...training.optim import build_optimizer, build_scheduler, param_groups
 
 __all__ = ["SegModule", "create_seg_model"]
 
@@ -96,6 +96,8 @@ class SegModule(pl.LightningModule):
             raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        from .inference import check_inference_options
+
         check_inference_options(
             mode=eval_mode, scales=eval_scales, crop_size=eval_crop_size, stride=eval_stride, prefix="eval_"
         )
