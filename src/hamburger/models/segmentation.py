@@ -20,6 +20,22 @@ from .backbones import create_backbone
 from .config import ModelConfig
 from .hub import read_pretrained, write_pretrained
 
+__all__ = ["SegmentationModel", "aligned_size", "build_model", "from_pretrained", "save_pretrained"]
+
+
+def aligned_size(size: int, divisor: int, *, align_corners: bool = False) -> int:
+    """The smallest input length ``>= size`` at which a stride-``divisor`` model's logits line up with the pixels.
+
+    With ``align_corners=False`` (half-pixel upsampling) that is a multiple of ``divisor``: ``n * s`` pixels
+    give ``n`` feature cells of exactly ``s`` pixels each. With ``align_corners=True`` (corner-aligned
+    upsampling, official VOC HamNet) it is ``n * s + 1``: the ``n + 1`` feature cells sit on pixels
+    ``0, s, ..., n * s``, the DeepLab convention behind crops such as 513 and 769. Any other length stretches the
+    upsampled logits by a factor that is not ``s`` and shifts them by an amount that grows across the image.
+    """
+    if align_corners:
+        return -(-max(size - 1, 0) // divisor) * divisor + 1
+    return -(-size // divisor) * divisor
+
 
 class SegmentationModel(nn.Module):
     """Backbone + decode head (+ optional auxiliary head).
@@ -33,7 +49,10 @@ class SegmentationModel(nn.Module):
 
     Shape:
         ``x``: ``(B, in_channels, H, W)``; returns ``{"out": (B, num_classes, H, W)}`` plus
-        ``"aux"`` of the same shape when ``aux_head`` is given.
+        ``"aux"`` of the same shape when ``aux_head`` is given. The logits line up with the pixels when
+        ``H`` and ``W`` are :func:`aligned <aligned_size>` to :attr:`output_stride` (a multiple of it, or a
+        multiple plus one with ``align_corners=True``); :meth:`predict` and the recipe's inference pad to such
+        a size and crop the logits back, so callers of those need not care.
     """
 
     def __init__(
@@ -43,6 +62,19 @@ class SegmentationModel(nn.Module):
         self.backbone, self.head, self.aux_head = backbone, head, aux_head
         self.align_corners = bool(align_corners)
         self.config: dict[str, Any] | None = None  # set by create_model; used by save_pretrained
+
+    @property
+    def output_stride(self) -> int | None:
+        """Stride of the coarsest feature map the backbone returns (``max(backbone.reductions)``), e.g. 8 for the
+        dilated HamNet ResNets and ``tiny_*``, 32 for Light-Ham on stages 2-4.
+
+        Inputs padded to a multiple of it (see :func:`aligned_size`) give logits aligned with the pixels. ``None``
+        when the backbone does not declare ``reductions``; inference then falls back to 32.
+        """
+        reductions = getattr(self.backbone, "reductions", None)
+        if not reductions:
+            return None
+        return int(max(reductions))
 
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
@@ -70,10 +102,28 @@ class SegmentationModel(nn.Module):
             result["aux"] = self._resize(self.aux_head(features), size)
         return result
 
-    @torch.inference_mode()
     def predict(self, x: Tensor) -> Tensor:
-        """Class index per pixel, ``(B, H, W)``, in inference mode (call ``eval()`` first)."""
-        return self.forward(x)["out"].argmax(dim=1)
+        """Class index per pixel, ``(B, H, W)``, of a normalised batch ``x`` at any ``H`` x ``W``.
+
+        Runs in eval mode under ``torch.inference_mode`` whatever the module's mode, and restores ``.training``
+        afterwards: BatchNorm statistics are not updated, dropout is off, and two calls give the same result.
+        ``x`` is zero-padded at the bottom/right to a size :func:`aligned <aligned_size>` to
+        :attr:`output_stride` (32 when unknown) and the logits are cropped back to ``H`` x ``W``.
+        """
+        self._check_input(x)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                h, w = x.shape[-2:]
+                divisor = self.output_stride or 32
+                hp = aligned_size(h, divisor, align_corners=self.align_corners)
+                wp = aligned_size(w, divisor, align_corners=self.align_corners)
+                if (hp, wp) != (h, w):
+                    x = F.pad(x, (0, wp - w, 0, hp - h))
+                return self.forward(x)["out"][..., :h, :w].argmax(dim=1)
+        finally:
+            self.train(was_training)
 
     # ---------------------------------------------------------------- save / load (safetensors)
     def save_pretrained(self, directory: str | os.PathLike) -> None:
@@ -82,7 +132,7 @@ class SegmentationModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
-        """Rebuild a model saved by :meth:`save_pretrained` (a directory, or a hub id online)."""
+        """Rebuild a model saved by :meth:`save_pretrained` (a directory, or a hub id online), in eval mode."""
         return from_pretrained(name_or_path, **overrides)
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
@@ -151,7 +201,8 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
     """Rebuild and load a model written by :func:`save_pretrained`.
 
     ``overrides`` change config fields that do not alter the weights' shapes (e.g.
-    ``eval_steps=10``, ``grad_mode="bptt"``). Weights that do not fit the config raise ``ValueError``.
+    ``eval_steps=10``, ``grad_mode="bptt"``). Weights that do not fit the config raise ``ValueError``. The model
+    is returned in eval mode (as Hugging Face's ``from_pretrained`` does); call ``.train()`` to fine-tune it.
     """
     name, config, state = read_pretrained(name_or_path)
     config = config.replace(**overrides)
@@ -161,4 +212,4 @@ def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> Segmen
     except RuntimeError as err:
         raise ValueError(f"the weights in {str(name_or_path)!r} do not belong to its config.json: {err}") from err
     model.config = {"name": name, **config.to_dict(), "weights": None}
-    return model
+    return model.eval()

@@ -96,6 +96,11 @@ class SegModule(pl.LightningModule):
             raise ValueError(f"aux_weight must be >= 0, got {aux_weight}")
         if optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        from .inference import check_inference_options
+
+        check_inference_options(
+            mode=eval_mode, scales=eval_scales, crop_size=eval_crop_size, stride=eval_stride, prefix="eval_"
+        )
         self.save_hyperparameters()
         self.net = create_seg_model(model, num_classes=num_classes, pretrained=pretrained, **(model_kwargs or {}))
         self.val_confmat = build_confmat(num_classes, ignore_index=ignore_index)

@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     args = parser.parse_args(argv)
+    from .inference import check_inference_options
+
     try:
         paths = list_images(args.input)
         module, meta = load_module(args.ckpt_path)
@@ -141,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             module.hparams[key] = value
+    hp = module.hparams
+    try:  # e.g. a stride larger than the crop: one line, before any file is written
+        check_inference_options(
+            mode=hp.eval_mode, scales=hp.eval_scales, crop_size=hp.eval_crop_size, stride=hp.eval_stride
+        )
+    except (TypeError, ValueError) as err:
+        parser.error(str(err))
     module.to(args.device)
     written = predict_paths(module, meta, paths, args.output, alpha=args.alpha)
     print(f"wrote {len(written)} masks (+ overlays) to {args.output}")
