@@ -501,3 +501,22 @@ def test_corrupt_image_is_one_line_naming_the_file_with_workers(tmp_path):
     assert message.startswith(f"cannot read image {bad}: ") and "(in DataLoader worker process" in message
     with pytest.raises(DatasetError, match=f"^cannot read image {bad}: "):
         ds[1]  # in the main process
+
+
+def test_any_decoder_failure_is_a_dataset_error_naming_the_file(tmp_path, monkeypatch):
+    import struct
+
+    from hamburger.recipes.seg.data._io import read_image, read_mask
+
+    write_image(tmp_path / "a.png")
+    write_mask(tmp_path / "m.png", mask_with([1]))
+
+    def broken_decoder(self):
+        raise struct.error("unpack_from requires a buffer of at least 4 bytes")
+
+    monkeypatch.setattr(Image.Image, "load", broken_decoder)
+    monkeypatch.setattr(Image.Image, "__array_interface__", property(broken_decoder))
+    with pytest.raises(DatasetError, match=r"^cannot read image .*a\.png: struct\.error: unpack_from requires"):
+        read_image(tmp_path / "a.png")
+    with pytest.raises(DatasetError, match=r"^cannot read mask .*m\.png: struct\.error: unpack_from requires"):
+        read_mask(tmp_path / "m.png")

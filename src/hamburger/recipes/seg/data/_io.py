@@ -80,6 +80,19 @@ def _bit_depth_max(im, path: str) -> float | None:
     return float(2**bits - 1)
 
 
+def _reason(err: Exception) -> str:
+    """One line describing a decoding error."""
+    text = " ".join(str(err).split("\n")).strip()
+    if isinstance(err, OSError) and text:
+        return text
+    kind = (
+        type(err).__qualname__
+        if type(err).__module__ == "builtins"
+        else f"{type(err).__module__}.{type(err).__qualname__}"
+    )
+    return f"{kind}: {text}" if text else kind
+
+
 def read_image(path: str | os.PathLike, *, scale: str | float = "dtype") -> torch.Tensor:
     """Read an image file as RGB (a single channel is repeated three times).
 
@@ -118,9 +131,8 @@ def read_image(path: str | os.PathLike, *, scale: str | float = "dtype") -> torc
             else:  # 8 bits per channel (L, P, RGB, RGBA, CMYK, ...; 16-bit RGB PNGs are reduced to 8 bits by PIL)
                 stored_max = 255.0
                 array = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
-        # PIL raises these for truncated, corrupt or unknown data
-        raise DatasetError(f"cannot read image {path}: {err}") from err
+    except Exception as err:  # a decoder fails on bad data in many ways (OSError mostly, struct.error, ...)
+        raise DatasetError(f"cannot read image {path}: {_reason(err)}") from err
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if scale == "dtype" and array.dtype == np.uint8:
@@ -177,8 +189,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             array = np.asarray(im)
     except DatasetError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"cannot read mask {path}: {err}") from err
+    except Exception as err:
+        raise DatasetError(f"cannot read mask {path}: {_reason(err)}") from err
     return array.astype(np.int64)
 
 
