@@ -520,3 +520,22 @@ def test_any_decoder_failure_is_a_dataset_error_naming_the_file(tmp_path, monkey
         read_image(tmp_path / "a.png")
     with pytest.raises(DatasetError, match=r"^cannot read mask .*m\.png: struct\.error: unpack_from requires"):
         read_mask(tmp_path / "m.png")
+
+
+def test_16bit_png_read_as_mode_I_by_older_pillow(tmp_path, monkeypatch):
+    from hamburger.recipes.seg.data._io import read_image
+
+    raw = ramp_12bit()
+    write_16bit(tmp_path / "a.png", raw)
+    real_open = Image.open
+
+    def old_pillow_open(fp, *args, **kwargs):  # Pillow < 10 opens 16-bit grey PNGs in mode "I"
+        im = real_open(fp, *args, **kwargs)
+        assert im.mode == "I;16"
+        converted = im.convert("I")
+        converted.format = im.format
+        return converted
+
+    monkeypatch.setattr(Image, "open", old_pillow_open)
+    image = read_image(tmp_path / "a.png")
+    torch.testing.assert_close(image, torch.from_numpy(raw / 65535).float().expand(3, -1, -1), rtol=0, atol=1e-7)
