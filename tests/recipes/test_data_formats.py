@@ -296,3 +296,246 @@ def test_transform_is_applied(voc_root):
     assert item["mask"].flatten()[:5].tolist() == [0, 1, 15, 20, 255]
     batch = torch.utils.data.default_collate([item, item])
     assert batch["image"].shape == (2, 3, H, W) and batch["name"] == ["2007_000032"] * 2
+
+
+# ------------------------------------------------------------------ data that must not be misread (issue 10)
+SH, SW = 53, 67  # not multiples of 8
+
+
+def write_binary_folder(root, masks, *, split="train"):
+    """A per-split folder dataset with one grey image per mask (PNG), masks saved as given (0/255 usually)."""
+    for i, mask in enumerate(masks):
+        write_image(root / "images" / split / f"s{i}.png", color=(90, 90, 90), size=mask.shape)
+        write_mask(root / "masks" / split / f"s{i}.png", mask)
+
+
+def square_mask(value=255, size=(SH, SW)):
+    mask = np.zeros(size, dtype=np.uint8)
+    mask[10:40, 20:50] = value
+    return mask
+
+
+def folder_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name.endswith("data.folder") and r.levelname == "WARNING"]
+
+
+def test_binary_0_255_masks_warn_and_label_map_maps_them(tmp_path, caplog):
+    write_binary_folder(tmp_path, [square_mask(), square_mask(), np.zeros((SH, SW), np.uint8)])
+    with caplog.at_level("WARNING"):
+        ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2)
+    (message,) = folder_warnings(caplog)
+    assert "1 (class_1) never occur in 3 of 3 masks" in message and "label_map={255: 1}" in message
+    assert "\n" not in message
+    assert set(ds[0]["mask"].unique().tolist()) == {0, 255}  # unmapped: the foreground is ignored
+    caplog.clear()
+    for label_map in ({255: 1}, {"255": 1}):  # YAML gives int keys, JSON string keys
+        with caplog.at_level("WARNING"):
+            mapped = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, label_map=label_map)
+        assert folder_warnings(caplog) == []
+        assert mapped.label_map == {255: 1}
+        assert torch.equal(mapped[0]["mask"], torch.from_numpy(square_mask(1).astype(np.int64)))
+        assert (mapped[2]["mask"] == 0).all()
+
+
+def test_label_map_applies_before_the_label_check(tmp_path):
+    write_binary_folder(tmp_path, [mask_with([0, 1, 7, 255])])
+    with pytest.raises(DatasetError, match=r"s0\.png has label values \[7\]"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2)
+    ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, label_map={7: 255, 255: 1, 1: 0})
+    assert ds[0]["mask"].flatten()[:4].tolist() == [0, 0, 255, 1]
+
+
+@pytest.mark.parametrize(
+    ("label_map", "error", "match"),
+    [
+        ({256: 1}, ValueError, r"keys must be stored mask values in \[0, 255\], got 256"),
+        ({-1: 0}, ValueError, r"got -1"),
+        ({255: 2}, ValueError, r"label_map\[255\] must be a class id in \[0, 2\) or 255 \(ignore\), got 2"),
+        ({255: -3}, ValueError, r"got -3"),
+        ({255: "1"}, TypeError, r"label_map value label_map\[255\] must be an int, got str '1'"),
+        ({True: 1}, TypeError, r"key must be an int, got bool True"),
+        ({1.5: 1}, TypeError, r"got float 1.5"),
+        ([(255, 1)], TypeError, r"label_map must be a dict .*got list"),
+    ],
+)
+def test_label_map_is_validated(tmp_path, label_map, error, match):
+    write_binary_folder(tmp_path, [square_mask()])
+    with pytest.raises(error, match=match):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, label_map=label_map)
+
+
+def test_label_map_and_reduce_zero_label_are_exclusive(tmp_path):
+    write_binary_folder(tmp_path, [square_mask()])
+    with pytest.raises(ValueError, match="label_map or reduce_zero_label, not both"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, label_map={255: 1},
+                      reduce_zero_label=True)  # fmt: skip
+
+
+def test_no_label_warning_for_ordinary_masks_and_check_is_bounded(tmp_path, caplog, monkeypatch):
+    # VOC-like: every class present, a thin 255 boundary
+    masks = []
+    for _ in range(40):
+        mask = np.zeros((SH, SW), np.uint8)
+        mask[:, SW // 3 :] = 1
+        mask[:, 2 * SW // 3 :] = 2
+        mask[:, SW // 3] = 255
+        masks.append(mask)
+    write_binary_folder(tmp_path, masks)
+    import hamburger.recipes.seg.data.folder as folder_module
+
+    calls = []
+    real_read_mask = folder_module.read_mask
+    monkeypatch.setattr(folder_module, "read_mask", lambda path: calls.append(path) or real_read_mask(path))
+    with caplog.at_level("WARNING"):
+        ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=3)
+    assert folder_warnings(caplog) == [] and len(ds) == 40
+    assert len(calls) == 16 and len(set(calls)) == 16  # a bounded, evenly spaced sample
+    assert calls[0] == ds.samples[0].mask and calls[-1] == ds.samples[-1].mask
+    calls.clear()
+    build_dataset("folder", root=str(tmp_path), split="train", num_classes=3, check_masks=0)
+    assert calls == []
+
+
+def write_16bit(path, array):
+    """Write ``array`` (uint16) with PIL as a 16-bit grayscale PNG or TIFF; return the mode PIL reads back."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array.astype(np.uint16)).save(path)
+    with Image.open(path) as im:
+        return im.format, im.mode
+
+
+def ramp_12bit(size=(SH, SW), top=4095):
+    return (np.arange(size[0] * size[1]).reshape(size) * 7 % (top + 1)).astype(np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_images_are_scaled_by_bit_depth_not_clipped(tmp_path, suffix, caplog):
+    raw = ramp_12bit()
+    raw[0, 0], raw[0, 1] = 0, 4095
+    fmt, mode = write_16bit(tmp_path / "images" / "train" / f"a{suffix}", raw)
+    assert (fmt, mode) == ({".png": "PNG", ".tif": "TIFF"}[suffix], "I;16")  # what Pillow gives for both
+    write_mask(tmp_path / "masks" / "train" / "a.png", square_mask(1))
+    expected = torch.from_numpy(raw.astype(np.float32))
+    with caplog.at_level("WARNING"):
+        ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2)
+    image = ds[0]["image"]
+    assert image.dtype == torch.float32 and image.shape == (3, SH, SW)
+    torch.testing.assert_close(image, (expected / 65535).expand(3, -1, -1), rtol=0, atol=1e-7)
+    assert (image[:, raw > 255] > 255 / 65535).all()  # nothing clipped at 255 (the old uint8 conversion)
+    (warning,) = folder_warnings(caplog)  # 12-bit data in a 16-bit file: told how to use its range
+    assert "reach at most 4095 of 65535" in warning and "image_scale=4095" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        twelve = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale=4095)
+    assert folder_warnings(caplog) == []
+    torch.testing.assert_close(twelve[0]["image"][0], expected / 4095, rtol=0, atol=1e-7)
+    assert twelve[0]["image"].max() == 1.0
+    minmax = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale="minmax")
+    torch.testing.assert_close(minmax[0]["image"][1], expected / 4095, rtol=0, atol=1e-7)  # min 0, max 4095
+    # through the evaluation transform: (x - mean) / std on the scaled values
+    ev = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale=4095.0,
+                       transform=SegEvalTransform(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))  # fmt: skip
+    torch.testing.assert_close(ev[0]["image"][2], (expected / 4095 - 0.5) / 0.25, rtol=0, atol=1e-6)
+
+
+def test_values_above_image_scale_are_an_error_not_clipped(tmp_path):
+    raw = ramp_12bit()
+    raw[5, 5] = 5000
+    write_16bit(tmp_path / "images" / "train" / "a.tif", raw)
+    write_mask(tmp_path / "masks" / "train" / "a.png", square_mask(1))
+    ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale=4095)
+    with pytest.raises(DatasetError, match=r"a\.tif \(mode I;16\) has values in \[0, 5000\], outside \[0, 4095\]"):
+        ds[0]
+    with pytest.raises(ValueError, match="image_scale must be 'dtype', 'minmax' or a positive number"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale="max")
+    with pytest.raises(ValueError, match="got 0"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale=0)
+    with pytest.raises(TypeError, match="got bool True"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, image_scale=True)
+
+
+def test_32bit_int_and_float_tiffs(tmp_path):
+    from hamburger.recipes.seg.data._io import read_image
+
+    raw = ramp_12bit().astype(np.int32)
+    Image.fromarray(raw).save(tmp_path / "i32.tif")
+    assert Image.open(tmp_path / "i32.tif").mode == "I"
+    torch.testing.assert_close(read_image(tmp_path / "i32.tif")[0], torch.from_numpy(raw / (2**32 - 1)).float())
+    torch.testing.assert_close(read_image(tmp_path / "i32.tif", scale=4095)[1], torch.from_numpy(raw / 4095).float())
+    unit = np.linspace(0, 1, SH * SW, dtype=np.float32).reshape(SH, SW)
+    Image.fromarray(unit).save(tmp_path / "f.tif")
+    torch.testing.assert_close(read_image(tmp_path / "f.tif")[2], torch.from_numpy(unit))
+    Image.fromarray(unit * 3).save(tmp_path / "f3.tif")
+    with pytest.raises(DatasetError, match=r"f3\.tif \(mode F\) has values in \[0, 3\]"):
+        read_image(tmp_path / "f3.tif")
+    # 8-bit files keep their uint8 values with the default scale, and are scaled with the others
+    write_image(tmp_path / "rgb.png", color=(0, 100, 200))
+    assert read_image(tmp_path / "rgb.png").dtype == torch.uint8
+    torch.testing.assert_close(read_image(tmp_path / "rgb.png", scale="minmax")[:, 0, 0], torch.tensor([0, 0.5, 1]))
+
+
+def test_jpeg_mask_named_png_is_rejected(tmp_path):
+    write_image(tmp_path / "images" / "a.png")
+    os.makedirs(tmp_path / "masks")
+    Image.fromarray(square_mask(1, size=(H, W))).save(tmp_path / "masks" / "a.png", format="JPEG")
+    assert Image.open(tmp_path / "masks" / "a.png").mode == "L"  # passes the mode check
+    with pytest.raises(DatasetError, match=r"mask .*masks.a\.png is a JPEG file; masks must be PNG"):
+        build_dataset("folder", root=str(tmp_path), split="train", num_classes=2)  # found when built
+    ds = build_dataset("folder", root=str(tmp_path), split="train", num_classes=2, check_masks=0)
+    with pytest.raises(DatasetError, match=r"masks.a\.png is a JPEG file"):
+        ds[0]
+
+
+def test_corrupt_image_is_one_line_naming_the_file_with_workers(tmp_path):
+    write_binary_folder(tmp_path, [square_mask(1)] * 3, split="val")
+    bad = tmp_path / "images" / "val" / "s1.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG
+    ds = build_dataset("folder", root=str(tmp_path), split="val", num_classes=2,
+                       transform=SegEvalTransform(mean=(0, 0, 0), std=(1, 1, 1)))  # fmt: skip
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2)
+    with pytest.raises(ValueError) as caught:
+        list(loader)
+    assert isinstance(caught.value, DatasetError)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"cannot read image {bad}: ") and "(in DataLoader worker process" in message
+    with pytest.raises(DatasetError, match=f"^cannot read image {bad}: "):
+        ds[1]  # in the main process
+
+
+def test_any_decoder_failure_is_a_dataset_error_naming_the_file(tmp_path, monkeypatch):
+    import struct
+
+    from hamburger.recipes.seg.data._io import read_image, read_mask
+
+    write_image(tmp_path / "a.png")
+    write_mask(tmp_path / "m.png", mask_with([1]))
+
+    def broken_decoder(self):
+        raise struct.error("unpack_from requires a buffer of at least 4 bytes")
+
+    monkeypatch.setattr(Image.Image, "load", broken_decoder)
+    monkeypatch.setattr(Image.Image, "__array_interface__", property(broken_decoder))
+    with pytest.raises(DatasetError, match=r"^cannot read image .*a\.png: struct\.error: unpack_from requires"):
+        read_image(tmp_path / "a.png")
+    with pytest.raises(DatasetError, match=r"^cannot read mask .*m\.png: struct\.error: unpack_from requires"):
+        read_mask(tmp_path / "m.png")
+
+
+def test_16bit_png_read_as_mode_I_by_older_pillow(tmp_path, monkeypatch):
+    from hamburger.recipes.seg.data._io import read_image
+
+    raw = ramp_12bit()
+    write_16bit(tmp_path / "a.png", raw)
+    real_open = Image.open
+
+    def old_pillow_open(fp, *args, **kwargs):  # Pillow < 10 opens 16-bit grey PNGs in mode "I"
+        im = real_open(fp, *args, **kwargs)
+        assert im.mode == "I;16"
+        converted = im.convert("I")
+        converted.format = im.format
+        return converted
+
+    monkeypatch.setattr(Image, "open", old_pillow_open)
+    image = read_image(tmp_path / "a.png")
+    torch.testing.assert_close(image, torch.from_numpy(raw / 65535).float().expand(3, -1, -1), rtol=0, atol=1e-7)

@@ -8,13 +8,25 @@ are dropped), so its state is summed across processes under DDP: every rank coun
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import weakref
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["build_confmat", "format_table", "scores_from_confmat", "write_json"]
+log = logging.getLogger(__name__)
+_WARNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+__all__ = [
+    "build_confmat",
+    "classes_without_ground_truth",
+    "format_table",
+    "scores_from_confmat",
+    "warn_classes_without_ground_truth",
+    "write_json",
+]
 
 
 def build_confmat(num_classes: int, *, ignore_index: int = 255):
@@ -58,6 +70,39 @@ def scores_from_confmat(confmat: torch.Tensor, class_names: Sequence[str] | None
     }
 
 
+def classes_without_ground_truth(scores: dict) -> list[str]:
+    """Names of the classes with no ground-truth pixel in the scored data (their Acc is undefined).
+
+    Such a class has no IoU either unless it was predicted, and is left out of the mean: a mIoU of 100 over a
+    split whose foreground is all labelled 255 looks perfect. The table lists them under the rows.
+    """
+    out = []
+    for name, row in scores["per_class"].items():
+        acc = row["Acc"]
+        if acc is None or math.isnan(acc):
+            out.append(name)
+    return out
+
+
+def warn_classes_without_ground_truth(scores: dict, *, key: object | None = None) -> list[str]:
+    """Log one warning naming :func:`classes_without_ground_truth`; with ``key`` (e.g. the LightningModule),
+    only the first time for a given ``key`` and set of classes, so repeated validations do not repeat it."""
+    absent = classes_without_ground_truth(scores)
+    if not absent:
+        return absent
+    if key is not None:
+        if _WARNED.get(key) == frozenset(absent):
+            return absent
+        _WARNED[key] = frozenset(absent)
+    log.warning(
+        "class(es) %s have no ground-truth pixel in the whole validation split: their IoU/Acc show '-' and they "
+        "are left out of the means (masks that store a class as 255, the ignore label? see label_map in "
+        "docs/datasets.md)",
+        ", ".join(absent),
+    )
+    return absent
+
+
 def _pct(value: float) -> str:
     return "   -  " if value is None or math.isnan(value) else f"{100 * value:6.2f}"
 
@@ -77,6 +122,11 @@ def format_table(scores: dict, *, title: str = "") -> str:
         f"mIoU {_pct(scores['mIoU'])}   aAcc {_pct(scores['aAcc'])}   mAcc {_pct(scores['mAcc'])}"
         f"   ({scores['num_pixels']} pixels)"
     )
+    absent = classes_without_ground_truth(scores)
+    if absent:
+        lines.append(
+            f"no ground-truth pixels (Acc '-', left out of mAcc; IoU '-' unless predicted): {', '.join(absent)}"
+        )
     return "\n".join(lines)
 
 

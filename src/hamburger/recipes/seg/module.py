@@ -19,7 +19,7 @@ from torch import nn
 
 from ...training.optim import build_optimizer, build_scheduler, param_groups
 from .inference import infer
-from .metrics import build_confmat, scores_from_confmat
+from .metrics import build_confmat, scores_from_confmat, warn_classes_without_ground_truth
 
 __all__ = ["SegModule", "create_seg_model"]
 
@@ -120,9 +120,16 @@ class SegModule(pl.LightningModule):
         )  # fmt: skip
 
     def _ce(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the pixels not labelled ``ignore_index``.
+
+        A batch without such a pixel (an all-255 crop) gives 0 with zero gradients, as in mmseg, instead of
+        the NaN of ``0 / 0`` (which would stop training, and stop it again at the same batch on resume).
+        """
         if logits.shape[-2:] != mask.shape[-2:]:
             logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), mask, ignore_index=self.hparams.ignore_index)
+        ignore = self.hparams.ignore_index
+        total = F.cross_entropy(logits.float(), mask, ignore_index=ignore, reduction="sum")
+        return total / (mask != ignore).sum().clamp_min(1)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.net(batch["image"])
@@ -157,6 +164,8 @@ class SegModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self.log("val/mIoU", self.last_scores["mIoU"], prog_bar=True, sync_dist=False)
             self.log("val/aAcc", self.last_scores["aAcc"], sync_dist=False)
+            if self.trainer.is_global_zero:
+                warn_classes_without_ground_truth(self.last_scores, key=self)
         cpu_state, cuda_state = self._val_rng
         torch.set_rng_state(cpu_state)
         if cuda_state is not None:

@@ -1,7 +1,10 @@
 """``hamburger seg predict``: segment an image file or a folder of images with a trained checkpoint.
 
 For every input image ``NAME.ext`` it writes ``NAME.png`` (palette PNG, pixel value = class index, colours
-from the dataset palette) and ``NAME_overlay.png`` (the image blended with the coloured mask).
+from the dataset palette) and ``NAME_overlay.png`` (the image blended with the coloured mask). Inputs whose
+names would collide (``a.png`` and ``a.jpg``) keep their extension: ``a_png.png``, ``a_jpg.png``. The output
+folder may not be (or lie inside) the folder of the inputs, every file is written atomically, and an
+unreadable image is reported (one line) and skipped; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_module", "main", "predict_paths"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_module", "main", "output_paths", "predict_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ def load_module(ckpt_path: str, *, map_location: str = "cpu"):
     data_hp = ckpt.get("datamodule_hyper_parameters") or {}
     meta["mean"] = meta.get("mean") or list(data_hp.get("mean", IMAGENET_MEAN))
     meta["std"] = meta.get("std") or list(data_hp.get("std", IMAGENET_STD))
+    data_kwargs = {**(data_hp.get("dataset_kwargs") or {}), **(data_hp.get("val_kwargs") or {})}
+    meta["image_scale"] = meta.get("image_scale") or data_kwargs.get("image_scale", "dtype")
     k = hparams["num_classes"]
     if not meta.get("palette") or len(meta["palette"]) < k:
         meta["palette"] = _default_palette(k)
@@ -78,13 +85,83 @@ def _default_palette(k: int) -> list[list[int]]:
     return out
 
 
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or os.path.commonpath([path, folder]) == folder
+
+
+def output_paths(paths: Sequence[str], output: str) -> list[tuple[str, str]]:
+    """The ``(mask, overlay)`` files :func:`predict_paths` writes for each of ``paths``, checked first.
+
+    Outputs are named by the input's stem; inputs whose outputs would collide (``a.png`` / ``a.jpg``, compared
+    without case) are named with their extension too (``a_png.png``, ``a_jpg.png``).
+
+    Raises:
+        ValueError: ``output`` is a file, or is (or lies inside) the folder of an input, where masks would
+            replace or mix with the user's images; or two inputs would still write the same file.
+    """
+    out = os.path.realpath(output)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--output {output} is a file; give a folder for the masks and overlays")
+    for folder in sorted({os.path.dirname(os.path.realpath(p)) for p in paths}):
+        if _is_within(out, folder):
+            raise ValueError(
+                f"--output {output} is the input folder {folder} or inside it: the masks would replace or mix "
+                f"with your images; choose a folder outside it"
+            )
+
+    def files(name: str) -> tuple[str, str]:
+        return f"{name}.png", f"{name}_overlay.png"
+
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    for attempt in range(2):
+        owners: dict[str, list[int]] = defaultdict(list)
+        for i, name in enumerate(names):
+            for file in files(name):
+                owners[file.lower()].append(i)
+        clashes = [group for group in owners.values() if len(group) > 1]
+        if not clashes:
+            break
+        if attempt == 1:
+            first, second = paths[clashes[0][0]], paths[clashes[0][1]]
+            raise ValueError(f"--input: {first} and {second} would write the same output file; rename one of them")
+        for i in {i for group in clashes for i in group}:
+            stem, ext = os.path.splitext(os.path.basename(paths[i]))
+            names[i] = f"{stem}_{ext.lstrip('.').lower()}"
+    return [tuple(os.path.join(output, f) for f in files(name)) for name in names]
+
+
 @torch.no_grad()
-def predict_paths(module, meta: dict, paths: Sequence[str], output: str, *, alpha: float = 0.5) -> list[str]:
-    """Segment each image in ``paths``; write the mask and overlay PNGs into ``output``; return mask paths."""
+def predict_paths(
+    module,
+    meta: dict,
+    paths: Sequence[str],
+    output: str,
+    *,
+    alpha: float = 0.5,
+    image_scale: str | float | None = None,
+    on_error: Callable[[str, Exception], None] | None = None,
+) -> list[str]:
+    """Segment each image in ``paths``; write the mask and overlay PNGs into ``output``; return mask paths.
+
+    Args:
+        module: the trained :class:`SegModule` (its ``forward`` applies the evaluation mode).
+        meta: ``mean``, ``std`` and ``palette`` (from :func:`load_module`).
+        paths: image files.
+        output: folder for the outputs (see :func:`output_paths` for the names and the checks, done before
+            anything is written).
+        alpha: overlay opacity of the mask colours.
+        image_scale: how image values map to ``[0, 1]`` (see ``read_image``); default: ``meta["image_scale"]``
+            (the training data's setting), else ``"dtype"``.
+        on_error: called with ``(path, error)`` for an image that cannot be read, which is then skipped;
+            without it the error is raised.
+    """
     from PIL import Image
 
-    from .data._io import read_image
+    from ...utils import atomic_write
+    from .data._io import DatasetError, check_image_scale, read_image
 
+    scale = check_image_scale(image_scale if image_scale is not None else meta.get("image_scale") or "dtype")
+    targets = output_paths(paths, output)
     os.makedirs(output, exist_ok=True)
     mean = torch.tensor(meta["mean"], dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(meta["std"], dtype=torch.float32).view(3, 1, 1)
@@ -92,28 +169,41 @@ def predict_paths(module, meta: dict, paths: Sequence[str], output: str, *, alph
     flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
     device = next(module.parameters()).device
     written = []
-    for path in paths:
-        image = read_image(path)
-        x = ((image.float() / 255.0 - mean) / std).unsqueeze(0).to(device)
+    for path, (mask_path, overlay_path) in zip(paths, targets, strict=True):
+        try:
+            image = read_image(path, scale=scale)
+        except (DatasetError, FileNotFoundError) as err:
+            if on_error is None:
+                raise
+            on_error(path, err)
+            continue
+        unit = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        x = ((unit - mean) / std).unsqueeze(0).to(device)
         pred = module(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
-        stem = os.path.splitext(os.path.basename(path))[0]
         mask_img = Image.fromarray(pred, mode="P")
         mask_img.putpalette(flat_palette[:768])
-        mask_path = os.path.join(output, f"{stem}.png")
-        mask_img.save(mask_path)
+        atomic_write(mask_path, lambda tmp, im=mask_img: im.save(tmp, format="PNG"))
         colour = palette[pred].astype(np.float32)
-        rgb = image.permute(1, 2, 0).numpy().astype(np.float32)
-        blend = ((1 - alpha) * rgb + alpha * colour).clip(0, 255).astype(np.uint8)
-        Image.fromarray(blend).save(os.path.join(output, f"{stem}_overlay.png"))
+        rgb = unit.permute(1, 2, 0).numpy() * 255.0
+        blend = ((1 - alpha) * rgb + alpha * colour).clip(0, 255).round().astype(np.uint8)
+        overlay = Image.fromarray(blend)
+        atomic_write(overlay_path, lambda tmp, im=overlay: im.save(tmp, format="PNG"))
         written.append(mask_path)
     return written
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr (``PROG: error: MESSAGE``), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message.replace(chr(10), ' ')}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hamburger seg predict", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hamburger seg predict", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint written by 'hamburger seg fit'")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
-    parser.add_argument("--output", required=True, help="folder for the masks and overlays")
+    parser.add_argument("--output", required=True, help="folder for the masks and overlays (not the input folder)")
     parser.add_argument(
         "--mode",
         choices=("single", "multiscale", "slide"),
@@ -125,14 +215,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop_size", type=int, default=None, help="sliding-window crop")
     parser.add_argument("--stride", type=int, default=None, help="sliding-window stride")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours")
+    parser.add_argument(
+        "--image_scale",
+        default=None,
+        help="image values to [0, 1]: dtype (by bit depth), minmax (per image) or the largest stored value, "
+        "e.g. 4095 (default: the training data's image_scale, else dtype)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     args = parser.parse_args(argv)
     from .inference import check_inference_options
 
     try:
+        image_scale = args.image_scale
+        if image_scale is not None and image_scale not in ("dtype", "minmax"):
+            try:
+                image_scale = float(image_scale)
+            except ValueError:
+                pass  # check_image_scale names the accepted values
         paths = list_images(args.input)
+        output_paths(paths, args.output)  # refuse a bad --output before loading anything
         module, meta = load_module(args.ckpt_path)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        if image_scale is not None:
+            from .data._io import check_image_scale
+
+            image_scale = check_image_scale(image_scale, "--image_scale")
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         parser.error(str(err))
     for key, value in (
         ("eval_mode", args.mode),
@@ -151,6 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     module.to(args.device)
-    written = predict_paths(module, meta, paths, args.output, alpha=args.alpha)
+    skipped: list[str] = []
+
+    def report(path: str, err: Exception) -> None:
+        skipped.append(path)
+        print(f"{parser.prog}: skipped: {str(err).replace(chr(10), ' ')}", file=sys.stderr, flush=True)
+
+    written = predict_paths(
+        module, meta, paths, args.output, alpha=args.alpha, image_scale=image_scale, on_error=report
+    )
     print(f"wrote {len(written)} masks (+ overlays) to {args.output}")
+    if skipped:
+        print(f"{parser.prog}: {len(skipped)} of {len(paths)} images could not be read (see above)", file=sys.stderr)
+        return 1
     return 0

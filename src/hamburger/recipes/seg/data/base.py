@@ -38,7 +38,8 @@ class SegmentationFiles(Dataset):
     values into train ids (``reduce_zero_label``, Cityscapes ``labelIds -> trainIds``...).
 
     Every item is ``{"image": Tensor, "mask": Tensor, "name": str}``: without a transform ``image``
-    is ``uint8 (3, H, W)`` and ``mask`` is ``int64 (H, W)`` with values in ``[0, num_classes)`` or
+    is ``uint8 (3, H, W)`` for 8-bit files (``float32`` in ``[0, 1]`` for 16-bit files or a non-default
+    :attr:`image_scale`) and ``mask`` is ``int64 (H, W)`` with values in ``[0, num_classes)`` or
     255 (ignore); with a transform, whatever ``transform(image, mask)`` returns.
 
     Errors name the file: a missing image or mask (``FileNotFoundError``), an unreadable file, an
@@ -54,6 +55,8 @@ class SegmentationFiles(Dataset):
     """
 
     ignore_index: int = IGNORE_INDEX
+    image_scale: str | float = "dtype"
+    """How image values map to ``[0, 1]`` (see :func:`~hamburger.recipes.seg.data._io.read_image`)."""
 
     def __init__(
         self,
@@ -82,7 +85,7 @@ class SegmentationFiles(Dataset):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Read, map and validate item ``index`` (no transform)."""
         sample = self.samples[index]
-        image = read_image(sample.image)
+        image = read_image(sample.image, scale=self.image_scale)
         mask = self.map_labels(read_mask(sample.mask), sample.mask)
         check_same_size(image, mask, sample.image, sample.mask)
         check_mask(mask, self.num_classes, sample.mask)
