@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hamburger.blocks import HamOptions
 from hamburger.models.convert import convert_state_dict, detect_source, ham_kwargs_to_options, main
 from hamburger.solvers._init import draw_bases
 
@@ -161,8 +162,8 @@ def test_light_ham_conversion_computes_the_official_function(ham_kwargs):
     conv = convert_state_dict(sd, ham_kwargs=ham_kwargs, in_channels=[16, 24, 32])
     assert conv.source == "light_ham" and conv.head == "light_ham"
     assert conv.unmatched == ["backbone.patch_embed1.proj.weight"]
-    assert conv.head_kwargs["rank"] == 16 and conv.head_kwargs["eval_steps"] == 5
-    assert conv.head_kwargs["norm_layer"] == "group" and conv.head_kwargs["grad_mode"] == "bptt"
+    assert conv.options.rank == 16 and conv.options.eval_steps == 5 and conv.options.steps == 6
+    assert conv.head_kwargs["norm_layer"] == "group" and conv.options.grad_mode == "bptt"
     head = conv.build_head().double().eval()
     feats = [torch.rand(2, 16, 8, 8), torch.rand(2, 24, 4, 4), torch.rand(2, 32, 2, 2)]
     feats = [f.double() for f in feats]
@@ -173,7 +174,8 @@ def test_light_ham_conversion_computes_the_official_function(ham_kwargs):
 
 def test_mmseg_ham_head_and_aux_conversion_compute_the_official_function():
     sd = mmseg_ham_state()
-    conv = convert_state_dict({"meta": {}, "state_dict": sd})
+    conv = convert_state_dict({"meta": {}, "state_dict": sd}, ham_kwargs={"MD_R": 64})
+    assert conv.options.grad_mode == "bptt" and conv.options.eval_steps == 7
     assert conv.source == "mmseg_ham" and conv.head_kwargs["concat_input"] and conv.head_kwargs["kernel_size"] == 3
     assert conv.unmatched == []
     head, aux = conv.build_head().double().eval(), conv.build_aux_head().double().eval()
@@ -188,7 +190,8 @@ def test_mmseg_ham_head_and_aux_conversion_compute_the_official_function():
 def test_hamnet_voc_conversion_computes_the_official_function(version):
     sd = hamnet_state(version)
     conv = convert_state_dict(sd, ham_kwargs={"MD_R": 8, "TRAIN_STEPS": 6, "EVAL_STEPS": 6, "INV_T": 1, "ETA": 0.9})
-    assert conv.source == "hamnet" and conv.head_kwargs["version"] == version and conv.unmatched == []
+    assert conv.source == "hamnet" and conv.options.version == version and conv.unmatched == []
+    assert conv.options.grad_mode == "one_step" and conv.options.momentum == 0.9
     head = conv.build_head().double().eval()
     x = torch.rand(2, 96, 5, 7).double()
     official = {k[len("module.") :]: v for k, v in _double(sd).items()}
@@ -220,7 +223,7 @@ def test_mmseg_resnet_v1c_backbone_keys_map_onto_timm():
     for key, value in body.state_dict().items():
         prefix = next((p for p in stem if key.startswith(p)), None)
         sd["backbone." + (stem[prefix] + key[len(prefix) :] if prefix else key)] = value
-    conv = convert_state_dict(sd)
+    conv = convert_state_dict(sd, ham_kwargs={"MD_R": 64})
     assert conv.unmatched == []
     assert conv.part("backbone.body.").keys() == body.state_dict().keys()
 
@@ -228,14 +231,16 @@ def test_mmseg_resnet_v1c_backbone_keys_map_onto_timm():
 def test_ham_kwargs_are_case_insensitive_and_validated():
     upper = ham_kwargs_to_options({"MD_S": 2, "MD_R": 32, "TRAIN_STEPS": 4, "EVAL_STEPS": 9, "RAND_INIT": False})
     lower = ham_kwargs_to_options({"md_s": 2, "md_r": 32, "train_steps": 4, "eval_steps": 9, "rand_init": False})
-    assert upper == lower == {"ham": "nmf", "groups": 2, "rank": 32, "steps": 4, "eval_steps": 9, "init": "online"}
-    assert ham_kwargs_to_options(None)["rank"] == 64
+    expected = HamOptions(ham="nmf", groups=2, rank=32, steps=4, eval_steps=9, init="online", grad_mode="bptt")
+    assert upper == lower == expected
+    with pytest.raises(ValueError, match="MD_R"):
+        ham_kwargs_to_options(None)
     with pytest.raises(ValueError, match="unknown ham_kwargs key 'MD_Q'"):
         ham_kwargs_to_options({"MD_Q": 1})
     with pytest.raises(ValueError, match="MD_D"):
-        convert_state_dict(light_ham_state(), ham_kwargs={"MD_D": 128})
+        convert_state_dict(light_ham_state(), ham_kwargs={"MD_D": 128, "MD_R": 16})
     with pytest.raises(ValueError, match="sum to"):
-        convert_state_dict(light_ham_state(), in_channels=[16, 24])
+        convert_state_dict(light_ham_state(), ham_kwargs={"MD_R": 16}, in_channels=[16, 24])
 
 
 def test_online_bases_are_converted():
@@ -262,17 +267,18 @@ def test_cli_writes_converted_files_and_reports_unmatched(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "unmatched source keys: 1" in printed and "backbone.patch_embed1.proj.weight" in printed
     meta = json.loads((tmp_path / "out" / "conversion.json").read_text())
-    assert meta["head"] == "light_ham" and meta["head_kwargs"]["rank"] == 16
+    assert meta["head"] == "light_ham" and meta["hamburger"]["rank"] == 16 and meta["hamburger"]["grad_mode"] == "bptt"
     assert (tmp_path / "out" / "converted.safetensors").is_file()
     assert main([str(tmp_path / "missing.pth"), str(tmp_path / "o2")]) == 2
-    assert "missing.pth" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "missing.pth" in err and err.count("\n") == 1
 
 
 def test_cli_model_path_reports_missing_backbone_weights(tmp_path, capsys):
     torch.save(light_ham_state(in_channels=(128,)), tmp_path / "head.pth")
     args = [str(tmp_path / "head.pth"), str(tmp_path / "model"), "--ham-kwargs", '{"MD_R": 16}', "--model", "tiny_ham"]
     assert main(args) == 2  # the checkpoint has no weights for the tiny backbone: an error, not silent random weights
-    assert "missing" in capsys.readouterr().out and not (tmp_path / "model" / "config.json").exists()
+    assert "missing" in capsys.readouterr().err and not (tmp_path / "model" / "config.json").exists()
 
 
 @pytest.mark.slow
@@ -291,6 +297,6 @@ def test_cli_converts_a_full_hamnet_checkpoint_into_a_registered_model(tmp_path)
             "--model", "hamnet_resnet50", "--set", 'backbone_kwargs={"layers": [1, 1, 1, 1]}']  # fmt: skip
     assert main(args) == 0
     model = SegmentationModel.from_pretrained(tmp_path / "model")
-    assert model.config["num_classes"] == 21 and model.config["rank"] == 8
+    assert model.config["num_classes"] == 21 and model.config["hamburger"]["rank"] == 8
     torch.testing.assert_close(model.backbone.body.conv1[0].weight, body.conv1[0].weight + 1.0)
     torch.testing.assert_close(model.head.context.cheese[0].weight, sd["hamburger.cheese.conv.weight"])
