@@ -62,8 +62,7 @@ def test_fcn_head():
 @pytest.mark.parametrize("head_cls", [HamHead, LightHamHead])
 @pytest.mark.parametrize("context", BASELINES)
 def test_baseline_heads_differ_only_in_the_context_block(head_cls, context):
-    if context not in CONTEXT_BLOCKS:
-        pytest.skip(f"context block {context!r} is not registered yet")
+    # no skip guard: a baseline missing from the block registry must fail (see also the test below)
     ham = head_cls([16, 24, 40], 5, **SMALL)
     other = head_cls([16, 24, 40], 5, context=context, **SMALL)
     strip = lambda m: {k: v.shape for k, v in m.state_dict().items() if not k.startswith("context.")}  # noqa: E731
@@ -73,6 +72,10 @@ def test_baseline_heads_differ_only_in_the_context_block(head_cls, context):
     assert torch.isfinite(out).all() and out.shape[1] == 5
     out.sum().backward()
     assert all(p.grad is not None for p in other.parameters())
+
+
+def test_baselines_are_exactly_the_registered_non_ham_blocks():
+    assert sorted(BASELINES) == sorted(set(CONTEXT_BLOCKS) - {"hamburger"})
 
 
 def test_custom_context_callable():

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import ConvNormAct, LayerType
-from ._context import as_channel_list, check_index, init_head_weights, select_features
+from ._common import as_channel_list, check_index, init_head_weights, select_features
 from .registry import register_head
 
 

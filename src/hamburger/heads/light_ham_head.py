@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..blocks import HamOptions
 from ..layers import ConvNormAct, LayerType
-from ._context import ContextType, as_channel_list, build_context, check_index, init_head_weights, select_features
+from ._common import ContextType, as_channel_list, build_context, check_index, init_head_weights, select_features
 from .registry import register_head
 
 

@@ -34,8 +34,7 @@ def tiny_ham() -> ModelConfig:
 
     Uses the V2+ Hamburger (zero-initialised gate on the ham branch, the official ``ZERO_HAM``): in
     short CPU runs the V1 block, which adds the normalised low-rank branch at full weight from the first
-    step, trained slower than no context at all (300 SGD steps on the embedded scenes: V1 17.7, no
-    context 20.6, V2+ 22.0 mIoU).
+    step, trained slower than no context at all (figures: docs/benchmark-results.md, "Model zoo figures").
     """
     return _TINY.replace(context="hamburger", version="v2+")
 
@@ -60,7 +59,7 @@ def hamnet_resnet50() -> ModelConfig:
 
 @register_model
 def hamnet_resnet101() -> ModelConfig:
-    """Official VOC HamNet (85.9 mIoU on VOC test) on a deep-stem ResNet-101 (timm ``resnet101s``)."""
+    """Official VOC HamNet (the paper's PASCAL VOC test model) on a deep-stem ResNet-101 (timm ``resnet101s``)."""
     return _HAMNET_VOC.replace(backbone="resnet101s")
 
 

@@ -1,4 +1,4 @@
-"""Context-block construction shared by the heads.
+"""What the heads share: building their context block, and helpers (channel lists, feature selection, init).
 
 A head's global-context block is chosen by ``context``:
 
