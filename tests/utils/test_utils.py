@@ -135,3 +135,20 @@ def test_constants():
     for index, colour in known.items():  # background, aeroplane, bicycle, bird, boat, person
         assert tuple(VOC_PALETTE[index]) == colour, index
     assert tuple(VOC_PALETTE[255]) == (224, 224, 192)  # the ignore colour of VOC's masks
+
+
+def test_atomic_writes_have_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from hamburger.utils import atomic_directory, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "d") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
