@@ -104,6 +104,8 @@ def init_head_weights(module: nn.Module, classifier: nn.Conv2d) -> None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:  # affine norms have both
+                nn.init.zeros_(m.bias)
     nn.init.normal_(classifier.weight, std=0.01)
-    nn.init.zeros_(classifier.bias)
+    if classifier.bias is not None:
+        nn.init.zeros_(classifier.bias)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +56,7 @@ class FCNHead(nn.Module):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes = num_classes
         c_in = self.in_channels[self.in_index]
-        cna = {"norm_layer": norm_layer, "act_layer": act_layer}
+        cna: dict[str, Any] = {"norm_layer": norm_layer, "act_layer": act_layer}
         widths = [c_in] + [channels] * num_convs
         pairs = zip(widths, widths[1:], strict=False)
         self.convs = nn.Sequential(*(ConvNormAct(a, b, kernel_size, **cna) for a, b in pairs))

@@ -73,7 +73,7 @@ class HamHead(nn.Module):
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes, self.concat_input, self.context_name = num_classes, bool(concat_input), context
         c_in = self.in_channels[self.in_index]
-        cna = {"norm_layer": norm_layer, "act_layer": act_layer}
+        cna: dict[str, Any] = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.squeeze = ConvNormAct(c_in, ham_channels, kernel_size, **cna)
         self.ham_options = HamOptions.coerce(ham, **ham_options)
         self.context = build_context(context, ham_channels, ham=self.ham_options, norm_layer=norm_layer)

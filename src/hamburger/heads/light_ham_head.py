@@ -72,7 +72,7 @@ class LightHamHead(nn.Module):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes, self.align_corners, self.context_name = num_classes, bool(align_corners), context
-        cna = {"norm_layer": norm_layer, "act_layer": act_layer}
+        cna: dict[str, Any] = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.squeeze = ConvNormAct(sum(self.in_channels[i] for i in self.in_index), ham_channels, 1, **cna)
         self.ham_options = HamOptions.coerce(ham, **ham_options)
         self.context = build_context(context, ham_channels, ham=self.ham_options, norm_layer=norm_layer)

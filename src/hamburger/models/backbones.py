@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from torch import Tensor, nn
 
 from ..layers import LayerType, get_norm_layer
+
+if TYPE_CHECKING:
+    from timm.models import FeatureInfo
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class TimmBackbone(nn.Module):
                     )
             except RuntimeError as err:
                 raise ValueError(f"backbone {name!r} cannot return feature maps (timm features_only: {err})") from err
-            natural = [int(level["reduction"]) for level in probe.feature_info.info]
+            natural = [int(level["reduction"]) for level in cast("FeatureInfo", probe.feature_info).info]
             out_indices = select_levels(natural, feature_strides, name=name)
             del probe
         options = {"features_only": True, "pretrained": pretrained, "in_chans": in_channels, **kwargs}
@@ -199,8 +202,9 @@ class TimmBackbone(nn.Module):
                 ) from err
             raise
         self.name, self.in_channels = name, in_channels
-        self.channels = list(self.body.feature_info.channels())
-        self.reductions = list(self.body.feature_info.reduction())
+        info = cast("FeatureInfo", self.body.feature_info)  # features_only models carry one
+        self.channels = list(info.channels())
+        self.reductions = list(info.reduction())
         deepest = max(self.reductions)
         if output_stride < 32 and deepest > output_stride:
             raise ValueError(
@@ -249,7 +253,7 @@ def create_backbone(
     pretrained: bool = False,
     weights: str | None = None,
     **kwargs,
-) -> nn.Module:
+) -> TinyConvNet | TimmBackbone:
     """Build a backbone by name: ``"tiny_convnet"`` or any timm model name.
 
     ``weights`` is a local file (timm or torchvision key layout, ``.pth`` or ``.safetensors``)
@@ -262,7 +266,7 @@ def create_backbone(
     if name in LOCAL_BACKBONES:
         if pretrained:
             raise ValueError(f"backbone {name!r} has no pretrained weights; use pretrained=False")
-        backbone = LOCAL_BACKBONES[name](
+        backbone: TinyConvNet | TimmBackbone = LOCAL_BACKBONES[name](
             in_channels,
             out_indices=out_indices,
             feature_strides=feature_strides,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..heads import FCNHead, get_head
-from .backbones import create_backbone
+from .backbones import FeatureStrides, create_backbone
 from .config import ModelConfig
 from .hub import read_pretrained, write_pretrained
 
@@ -170,7 +170,7 @@ def build_model(config: ModelConfig, *, pretrained: bool = False) -> Segmentatio
     backbone_kwargs = dict(config.backbone_kwargs)
     if config.multi_grid is not None:
         backbone_kwargs["multi_grid"] = config.multi_grid
-    strides = "deepest" if config.feature_strides is None else config.feature_strides
+    strides: FeatureStrides = "deepest" if config.feature_strides is None else config.feature_strides
     backbone = create_backbone(
         config.backbone, in_channels=config.in_channels, out_indices=config.out_indices,
         feature_strides=strides, output_stride=config.output_stride, pretrained=pretrained,

@@ -32,7 +32,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(file))
+            state: object = load_file(str(file))
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt or unsafe pickle: name the file

@@ -176,14 +176,14 @@ def read_mmseg_config(path: str | os.PathLike) -> MmsegConfig:
         if isinstance(node, ast.Call):
             keywords = {k.arg: k.value for k in node.keywords if k.arg}
             if "ham_kwargs" in keywords:
-                head = {}
+                call_head: dict[str, Any] = {}
                 for key in _HEAD_KEYS:
                     if key in keywords:
                         try:
-                            head[key] = ast.literal_eval(keywords[key])
+                            call_head[key] = ast.literal_eval(keywords[key])
                         except ValueError:
                             pass  # a variable: not checked
-                found.append((_literal_dict(keywords["ham_kwargs"], f"{file}: ham_kwargs"), head))
+                found.append((_literal_dict(keywords["ham_kwargs"], f"{file}: ham_kwargs"), call_head))
         elif isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ham_kwargs" for t in node.targets):
             found.append((_literal_dict(node.value, f"{file}: ham_kwargs"), {}))
     if not found:

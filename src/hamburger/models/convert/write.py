@@ -93,6 +93,7 @@ def _write_model(conversion: Conversion, path: Path, name: str, overrides: dict[
         missing = [k for k in missing if not k.startswith("backbone.")]
     if missing or result.unexpected_keys:
         raise ValueError(f"{name}: missing {missing[:8]} unexpected {result.unexpected_keys[:8]}")
+    assert built.config is not None  # create_model always sets it
     if built.config["hamburger"] != options.to_dict():  # the options travel unchanged into config.json
         raise AssertionError(f"{name}: ham options changed on the way: {built.config['hamburger']}")
     built.save_pretrained(path)

@@ -150,6 +150,7 @@ def slide_logits(
                 logits = images.new_zeros((b, crop_logits.shape[1], hp, wp), dtype=crop_logits.dtype)
             logits[:, :, y0 : y0 + ch, x0 : x0 + cw] += crop_logits
             count[:, :, y0 : y0 + ch, x0 : x0 + cw] += 1
+    assert logits is not None  # rows, cols >= 1: at least one window ran
     uncovered = int((count[:, :, :h, :w] == 0).sum())
     if uncovered:  # unreachable with stride <= crop_size; never let 0/0 = NaN reach an argmax
         raise RuntimeError(f"sliding-window inference left {uncovered} pixels in no window")
@@ -195,6 +196,7 @@ def multiscale_logits(
             if logits.shape[-2:] != (h, w):
                 logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
             total = logits if total is None else total + logits
+    assert total is not None  # scales is non-empty (checked above)
     return total
 
 
@@ -219,6 +221,7 @@ def infer(
     if mode == "single":
         return single_logits(model, images, size_divisor=size_divisor)
     if mode == "slide":
+        assert crop_size is not None and stride is not None  # check_inference_options requires both
         return slide_logits(model, images, crop_size=crop_size, stride=stride, size_divisor=size_divisor)
     base = "slide" if crop_size is not None else "single"
     return multiscale_logits(

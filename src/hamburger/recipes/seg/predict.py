@@ -10,6 +10,7 @@ unreadable image is reported (one line) and skipped; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -127,7 +128,7 @@ def output_paths(paths: Sequence[str], output: str) -> list[tuple[str, str]]:
         for i in {i for group in clashes for i in group}:
             stem, ext = os.path.splitext(os.path.basename(paths[i]))
             names[i] = f"{stem}_{ext.lstrip('.').lower()}"
-    return [tuple(os.path.join(output, f) for f in files(name)) for name in names]
+    return [(os.path.join(output, mask), os.path.join(output, overlay)) for mask, overlay in map(files, names)]
 
 
 @torch.no_grad()
@@ -182,12 +183,12 @@ def predict_paths(
         pred = module(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
         mask_img = Image.fromarray(pred, mode="P")
         mask_img.putpalette(flat_palette[:768])
-        atomic_write(mask_path, lambda tmp, im=mask_img: im.save(tmp, format="PNG"))
+        atomic_write(mask_path, functools.partial(mask_img.save, format="PNG"))
         colour = palette[pred].astype(np.float32)
         rgb = unit.permute(1, 2, 0).numpy() * 255.0
         blend = ((1 - alpha) * rgb + alpha * colour).clip(0, 255).round().astype(np.uint8)
         overlay = Image.fromarray(blend)
-        atomic_write(overlay_path, lambda tmp, im=overlay: im.save(tmp, format="PNG"))
+        atomic_write(overlay_path, functools.partial(overlay.save, format="PNG"))
         written.append(mask_path)
     return written
 

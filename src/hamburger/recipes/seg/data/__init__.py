@@ -65,7 +65,8 @@ def build_dataset(
                 raise ValueError(f"fashion_scenes: give root or fashion_root, not both ({root!r}, {kwargs})")
             kwargs["fashion_root"] = root
         return FashionScenes(split, transform=transform, **kwargs)
-    return DATASETS[name](root, split=split, transform=transform, **kwargs)
+    file_dataset: Callable[..., Dataset] = DATASETS[name]  # every other dataset takes (root, split=, transform=)
+    return file_dataset(root, split=split, transform=transform, **kwargs)
 
 
 __all__ = [

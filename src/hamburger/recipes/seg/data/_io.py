@@ -144,7 +144,7 @@ def read_image(path: str | os.PathLike, *, scale: str | float = "dtype") -> torc
     if scale == "minmax":
         values = (values - low) / (high - low) if high > low else np.zeros_like(values)
     else:
-        limit = stored_max if scale == "dtype" else scale
+        limit = stored_max if isinstance(scale, str) else scale  # the only string left is "dtype"
         if limit is None:  # float data read with "dtype": must already be in [0, 1]
             limit = 1.0
         if low < 0 or high > limit:

@@ -43,7 +43,7 @@ def scene_grid(dataset, indices: Sequence[int], *, zoom: int = 3, gap: int = 4):
         canvas[: column.shape[0], x : x + column.shape[1]] = column
         x += column.shape[1] + gap
     picture = Image.fromarray(canvas)
-    return picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
+    return picture.resize((picture.width * zoom, picture.height * zoom), Image.Resampling.NEAREST)
 
 
 def save_fashion_preview(path: str, *, count: int = 6) -> None:
