@@ -103,10 +103,9 @@ def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
 
 
 def test_compare_trains_every_model_once_and_writes_json(tmp_path: Path, capsys) -> None:
-    from hamburger.recipes.seg.compare import main as compare_main
-
-    args = ["--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_ham", "tiny_fcn"]
-    assert compare_main([*args, *TINY, "--data.dataset_kwargs={variant: consensus}"]) == 0
+    args = ["compare", "--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_ham",
+            "tiny_fcn"]  # fmt: skip
+    assert main([*args, *TINY, "--data.dataset_kwargs={variant: consensus}"]) == 0
     report = json.loads((tmp_path / "compare.json").read_text())
     assert [r["model"] for r in report["results"]] == ["tiny_ham", "tiny_fcn"]  # config model first, no repeats
     assert all(r["steps"] == 4 and 0.0 <= r["mIoU"] <= 1.0 for r in report["results"])
@@ -117,10 +116,8 @@ def test_compare_trains_every_model_once_and_writes_json(tmp_path: Path, capsys)
 
 
 def test_compare_rejects_unknown_model_before_training(tmp_path: Path, capsys) -> None:
-    from hamburger.recipes.seg.compare import main as compare_main
-
-    args = ["--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_atention"]
-    assert compare_main(args) == 2
+    args = ["compare", "--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_atention"]
+    assert main(args) == 2
     assert "tiny_atention" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
