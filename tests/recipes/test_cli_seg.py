@@ -135,3 +135,35 @@ def test_shipped_configs_parse(name: str, capsys) -> None:
     assert main(["fit", "--config", str(REPO / "configs" / "seg" / name), "--print_config"]) == 0
     printed = capsys.readouterr().out
     assert "model:" in printed and "checkpoint:" in printed
+
+
+def test_no_import_cycles_in_the_recipe_and_training_core() -> None:
+    """Imports anywhere in a module (also inside functions) between recipes.seg / training modules are acyclic."""
+    import ast
+
+    package = REPO / "src" / "hamburger"
+    modules = {
+        ".".join(p.relative_to(package).with_suffix("").parts): p
+        for folder in ("recipes/seg", "training")
+        for p in (package / folder).glob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        base = name.split(".")[:-1]  # the package a relative import starts from
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                parts = (base[: len(base) - node.level + 1] if node.level else []) + (node.module or "").split(".")
+                parts = [p for p in parts if p and p != "hamburger"]
+                targets = [".".join(parts)] + [".".join([*parts, a.name]) for a in node.names]
+                deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+
+    def visit(node: str, stack: list[str]) -> None:
+        assert node not in stack, f"import cycle: {' -> '.join([*stack[stack.index(node) :], node])}"
+        for dep in graph[node]:
+            visit(dep, [*stack, node])
+
+    assert "recipes.seg.compare" in graph["recipes.seg.cli"]  # the check sees the dispatcher's imports
+    for module in graph:
+        visit(module, [])

@@ -150,6 +150,7 @@ class HamburgerCLI(LightningCLI):
 
     Attributes:
         prog: the command name shown in usage and error lines (``"hamburger seg"``).
+        checkpoint_class: the checkpoint callback configured under ``--checkpoint.*``.
         checkpoint_defaults: defaults of the ``--checkpoint.*`` (``ModelCheckpoint``) options.
         curves_defaults: defaults of the ``--curves.*`` (:class:`TrainingCurves`) options.
         fixed_by_checkpoint: model hyper-parameters that define the checkpoint's architecture; an explicit
@@ -161,6 +162,7 @@ class HamburgerCLI(LightningCLI):
     """
 
     prog: ClassVar[str] = "hamburger"
+    checkpoint_class: ClassVar[type[ModelCheckpoint]] = ModelCheckpoint
     checkpoint_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
         {
             "filename": "step{step:07d}",
@@ -208,7 +210,7 @@ class HamburgerCLI(LightningCLI):
         return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(self.checkpoint_class, "checkpoint")
         parser.set_defaults({f"checkpoint.{k}": v for k, v in self.checkpoint_defaults.items()})
         parser.add_lightning_class_args(TrainingCurves, "curves")
         if self.curves_defaults:
