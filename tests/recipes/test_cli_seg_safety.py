@@ -299,3 +299,19 @@ def test_error_line_in_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "hamburger seg fit: error: batch_size must be a positive int, got 0"
     assert "Traceback" not in proc.stderr
+
+
+def test_resume_from_last_takes_the_checkpoints_architecture(run: Path, tmp_path: Path) -> None:
+    """``fit --ckpt_path last`` reads the model options of ``last.ckpt`` as a checkpoint path would: a config
+    that does not restate ``model_kwargs`` resumes the small model instead of failing to load its weights."""
+    import shutil
+
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(run / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "last.ckpt")
+    without_model_kwargs = [a for a in TINY if not a.startswith("--model.model_kwargs")]
+    argv = ["fit", "--config", str(CONFIG), f"--trainer.default_root_dir={tmp_path}", *without_model_kwargs,
+            "--trainer.max_steps=6", "--ckpt_path", "last"]  # fmt: skip
+    assert main(argv) == 0
+    state = torch.load(tmp_path / "checkpoints" / "step0000006.ckpt", weights_only=True)
+    assert state["global_step"] == 6
+    assert state["hyper_parameters"]["model_kwargs"]["channels"] == 16  # the checkpoint's, not the default

@@ -296,8 +296,11 @@ class HamburgerCLI(LightningCLI):
         ckpt_path = cfg.get("ckpt_path")
         if self.checkpoint_hparams is None and command == "fit" and ckpt_path == "last" and cfg.get("checkpoint"):
             last = os.path.join(cfg.checkpoint.dirpath, "last.ckpt")
-            if os.path.isfile(last):  # resume: check the options against the checkpoint Lightning will load
+            if os.path.isfile(last):  # the file Lightning resumes from: treat it as if its path had been given
                 self._read_checkpoint_hparams(last)
+                # what LightningCLI does for a checkpoint file: its hyper-parameters under the config
+                self.config = self.parser.parse_object({command: {"model": self.checkpoint_hparams}}, self.config)
+                cfg = self._section(self.config, command)
         if self.checkpoint_hparams is not None:
             self._apply_checkpoint(cfg, command)
         if command in ("validate", "test"):
