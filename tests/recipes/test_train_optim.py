@@ -1,4 +1,4 @@
-"""Optimiser parameter groups and the warmup + poly schedule of the segmentation recipe."""
+"""Optimiser parameter groups (the ``no_weight_decay()`` contract) and the warmup + poly schedule."""
 
 from __future__ import annotations
 
@@ -8,45 +8,132 @@ import pytest
 import torch
 from torch import nn
 
-from hamburger.training.optim import WarmupPoly, build_optimizer, build_scheduler, param_groups
+from hamburger.training.optim import (
+    WarmupPoly,
+    build_optimizer,
+    build_scheduler,
+    no_weight_decay_names,
+    param_groups,
+)
+
+
+class _Gated(nn.Module):
+    """A head block with a 4-D gate declared in ``no_weight_decay`` and an undeclared 2-D ``coef_mix``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.gate = nn.Parameter(torch.zeros(1, 4, 1, 1))  # declared: no decay although 4-D
+        self.coef_mix = nn.Parameter(torch.ones(4, 4))  # undeclared: decays although named coef*
+
+    def no_weight_decay(self) -> set[str]:
+        return {"gate"}
 
 
 class _Toy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-        self.head = nn.Conv2d(4, 2, 1)
-        self.head.coef_shortcut = nn.Parameter(torch.zeros(1, 1, 1, 1))  # 4-D gate: still no decay
+        self.head = nn.Sequential(_Gated(), nn.Conv2d(4, 2, 1))
 
 
 def _group_of(groups: list[dict], name: str) -> dict:
     return next(g for g in groups if name in g["names"])
 
 
+def _decayed(groups: list[dict]) -> set[str]:
+    return {n for g in groups if g["weight_decay"] > 0 for n in g["names"]}
+
+
 def test_param_groups_decay_and_lr_mult() -> None:
-    groups = param_groups(_Toy(), weight_decay=1e-4, head_lr_mult=10.0)
-    assert sum(len(g["params"]) for g in groups) == 7
-    # conv weights decay; biases, norm weights and coef_* gates do not
-    assert _group_of(groups, "backbone.0.weight")["weight_decay"] == 1e-4
-    assert _group_of(groups, "head.weight")["weight_decay"] == 1e-4
-    for name in ("backbone.0.bias", "backbone.1.weight", "backbone.1.bias", "head.bias", "head.coef_shortcut"):
-        assert _group_of(groups, name)["weight_decay"] == 0.0, name
+    model = _Toy()
+    groups = param_groups(model, weight_decay=1e-4, head_lr_mult=10.0)
+    assert sorted(n for g in groups for n in g["names"]) == sorted(n for n, _ in model.named_parameters())
+    # decay: conv weights and the undeclared 2-D coef_mix; none: 1-D parameters and the declared 4-D gate
+    assert _decayed(groups) == {"backbone.0.weight", "head.0.conv.weight", "head.0.coef_mix", "head.1.weight"}
+    assert _group_of(groups, "head.0.gate")["weight_decay"] == 0.0
     assert _group_of(groups, "backbone.0.weight")["lr_mult"] == 1.0
-    assert _group_of(groups, "head.bias")["lr_mult"] == 10.0
+    assert _group_of(groups, "head.1.bias")["lr_mult"] == 10.0
     opt = build_optimizer(groups, "sgd", lr=0.01)
     lrs = sorted({g["lr"] for g in opt.param_groups})
     assert lrs == [0.01, pytest.approx(0.1)]
     assert all(g["momentum"] == 0.9 for g in opt.param_groups)
+    wd_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert wd_of[id(model.head[0].gate)] == 0.0 and wd_of[id(model.head[0].coef_mix)] == 1e-4
+
+
+def test_no_weight_decay_names_are_collected_with_prefixes() -> None:
+    model = _Toy()
+    assert no_weight_decay_names(model) == {"head.0.gate"}
+    assert no_weight_decay_names(model.head[0]) == {"gate"}  # relative to the module asked
+    # patterns and explicit names from the caller
+    groups = param_groups(model, weight_decay=0.1, no_weight_decay=["head.0.coef_*", "backbone.0.weight"])
+    assert _decayed(groups) == {"head.0.conv.weight", "head.1.weight"}
+
+
+def test_no_weight_decay_of_a_nested_timm_style_backbone() -> None:
+    class _FakeViT(nn.Module):  # timm models declare e.g. pos_embed relative to themselves
+        def __init__(self) -> None:
+            super().__init__()
+            self.pos_embed = nn.Parameter(torch.zeros(1, 4, 8))
+            self.proj = nn.Linear(8, 8)
+
+        def no_weight_decay(self) -> set[str]:
+            return {"pos_embed"}
+
+    model = nn.Module()
+    model.backbone = nn.Module()
+    model.backbone.model = _FakeViT()
+    groups = param_groups(model, weight_decay=0.05)
+    assert _decayed(groups) == {"backbone.model.proj.weight"}
+    assert _group_of(groups, "backbone.model.pos_embed")["weight_decay"] == 0.0
+
+
+def test_no_weight_decay_must_return_names() -> None:
+    class _Bad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2, 2))
+
+        def no_weight_decay(self) -> str:
+            return "w"  # a string, not a collection of names
+
+    with pytest.raises(TypeError, match="no_weight_decay"):
+        param_groups(_Bad(), weight_decay=0.1)
+
+
+def test_hamburger_and_non_local_declare_their_gates() -> None:
+    from hamburger.blocks import Hamburger, NonLocal2d
+
+    gated = Hamburger(16, version="v2+")
+    assert gated.no_weight_decay() == {"coef_ham", "coef_shortcut"}
+    assert gated.no_weight_decay() <= {n for n, _ in gated.named_parameters()}
+    assert Hamburger(16, version="v2").no_weight_decay() == set()  # no gates
+    assert NonLocal2d(16).no_weight_decay() == {"norm.weight", "norm.bias"}  # zero-initialised scale
+    assert NonLocal2d(16, zero_init=False).no_weight_decay() == set()
+
+
+TINY_HAM_DECAYED = [
+    "backbone.stages.0.0.0.weight", "backbone.stages.1.0.0.weight", "backbone.stages.1.1.0.weight",
+    "backbone.stages.2.0.0.weight", "backbone.stages.2.1.0.weight", "head.squeeze.0.weight",
+    "head.context.lower_bread.weight", "head.context.cheese.0.weight", "head.context.upper_bread.weight",
+    "head.align.0.weight", "head.classifier.weight",
+]  # fmt: skip
 
 
 def test_param_groups_real_model_gates() -> None:
     from hamburger.models import create_model
 
     model = create_model("tiny_ham", num_classes=3)
-    groups = param_groups(model, weight_decay=0.01)
-    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["names"]}
-    assert decayed and all(dict(model.named_parameters())[n].ndim > 1 for n in decayed)
-    assert not any(n.rsplit(".", 1)[-1].startswith("coef") for n in decayed)
+    groups = param_groups(model, weight_decay=0.01, head_lr_mult=10.0)
+    assert sorted(_decayed(groups)) == sorted(TINY_HAM_DECAYED)  # exactly the 11 conv weights
+    everything = {n for n, _ in model.named_parameters()}
+    assert sorted(n for g in groups for n in g["names"]) == sorted(everything)  # each parameter once
+    for gate in ("head.context.coef_ham", "head.context.coef_shortcut"):
+        assert _group_of(groups, gate)["weight_decay"] == 0.0
+        assert _group_of(groups, gate)["lr_mult"] == 10.0
+    backbone = {n for g in groups if g["lr_mult"] == 1.0 for n in g["names"]}
+    assert backbone == {n for n in everything if n.startswith("backbone.")}
 
 
 def test_bad_arguments() -> None:

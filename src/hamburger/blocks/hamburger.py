@@ -205,6 +205,12 @@ class Hamburger(nn.Module):
             parts.append(f"gate_init={self.gate_init}")
         return ", ".join(parts)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that weight decay must not pull to zero: the gates ``g_ham`` (``coef_ham``) and ``g_x``
+        (``coef_shortcut``), where present (the timm ``no_weight_decay`` contract, read by
+        :func:`hamburger.training.optim.param_groups`)."""
+        return {name for name in ("coef_ham", "coef_shortcut") if getattr(self, name, None) is not None}
+
 
 class HamburgerTokens(nn.Module):
     """Token form of :class:`Hamburger` for sequences: ``(B, N, C)`` in and out.

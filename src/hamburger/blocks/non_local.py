@@ -82,3 +82,11 @@ class NonLocal2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, inter_channels={self.inter_channels}, zero_init={self.zero_init}"
+
+    def no_weight_decay(self) -> set[str]:
+        """With ``zero_init`` the norm's scale and shift gate the block (identity at init); weight decay must not
+        pull them to zero (the timm ``no_weight_decay`` contract, read by
+        :func:`hamburger.training.optim.param_groups`)."""
+        if not self.zero_init:
+            return set()
+        return {f"norm.{name}" for name, _ in self.norm.named_parameters(recurse=False)}

@@ -1,29 +1,53 @@
-"""Optimisers and learning-rate schedules of the segmentation recipes.
+"""Optimisers and learning-rate schedules of the recipes.
 
 Two recipes are covered:
 
 * HamNet (paper): SGD, momentum 0.9, weight decay on conv/linear weights only (norm weights, biases and the
-  Hamburger gates ``coef_*`` get none), poly schedule ``lr = base * (1 - t/T) ** 0.9``.
+  Hamburger gates get none), poly schedule ``lr = base * (1 - t/T) ** 0.9``.
 * Light-Ham / SegNeXt: AdamW, weight decay 0.01 without decay on norms, head LR multiplier 10, linear warmup
   (1500 iterations, start ratio 1e-6) then poly with power 1.0.
+
+Which parameters get no weight decay (:func:`param_groups`): every parameter with ``ndim <= 1`` (norm weights,
+biases, scalar gates) and every parameter that a module declares in a ``no_weight_decay()`` method, the timm
+contract: the method returns parameter names relative to that module (e.g. ``{"coef_ham", "coef_shortcut"}``
+for :class:`~hamburger.blocks.Hamburger`, ``{"pos_embed"}`` for a timm ViT), and :func:`no_weight_decay_names`
+collects them over all submodules with their prefixes. Names may be ``fnmatch`` patterns (``"rel_pos*"``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["WarmupPoly", "build_optimizer", "build_scheduler", "param_groups"]
+__all__ = ["WarmupPoly", "build_optimizer", "build_scheduler", "no_weight_decay_names", "param_groups"]
 
 OPTIMIZERS = ("sgd", "adamw")
 
 
-def _no_decay(name: str, param: nn.Parameter) -> bool:
-    leaf = name.rsplit(".", 1)[-1]
-    return param.ndim <= 1 or leaf.startswith("coef")
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Full names (or ``fnmatch`` patterns) of the parameters that the modules of ``model`` declare in
+    ``no_weight_decay()``; each module's names are prefixed with its path in ``model``."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        declare = getattr(module, "no_weight_decay", None)
+        if not callable(declare):
+            continue
+        declared = declare()
+        if isinstance(declared, str) or not isinstance(declared, Collection):
+            raise TypeError(
+                f"{type(module).__name__}.no_weight_decay() must return a collection of parameter names, "
+                f"got {declared!r}"
+            )
+        names.update(f"{prefix}.{name}" if prefix else str(name) for name in declared)
+    return names
+
+
+def _matches(name: str, patterns: Collection[str]) -> bool:
+    return name in patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns if any(c in p for c in "*?["))
 
 
 def param_groups(
@@ -32,23 +56,27 @@ def param_groups(
     weight_decay: float,
     head_lr_mult: float = 1.0,
     backbone_prefixes: Sequence[str] = ("backbone.",),
+    no_weight_decay: Iterable[str] = (),
 ) -> list[dict]:
     """Split trainable parameters into (backbone | head) x (decay | no decay) groups.
 
     Parameters whose name starts with one of ``backbone_prefixes`` are backbone parameters; all others are
-    head parameters and get ``lr_mult = head_lr_mult``. 1-D parameters (norm weights, biases) and gates
-    named ``coef*`` get no weight decay. Each group carries ``lr_mult`` for the scheduler to apply.
+    head parameters and get ``lr_mult = head_lr_mult``. Parameters with ``ndim <= 1`` (norm weights, biases),
+    those declared by a module's ``no_weight_decay()`` (see :func:`no_weight_decay_names`) and those named in
+    ``no_weight_decay`` (full names or patterns) get no weight decay. Each group carries ``lr_mult`` for the
+    scheduler and ``names`` (the parameter names, removed by :func:`build_optimizer`).
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     if head_lr_mult <= 0:
         raise ValueError(f"head_lr_mult must be > 0, got {head_lr_mult}")
+    exempt = no_weight_decay_names(model) | set(no_weight_decay)
     buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     names: dict[tuple[bool, bool], list[str]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        key = (name.startswith(tuple(backbone_prefixes)), _no_decay(name, param))
+        key = (name.startswith(tuple(backbone_prefixes)), param.ndim <= 1 or _matches(name, exempt))
         buckets.setdefault(key, []).append(param)
         names.setdefault(key, []).append(name)
     groups = []

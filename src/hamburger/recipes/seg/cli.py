@@ -2,28 +2,33 @@
 
     hamburger seg fit --config configs/seg/fashion_scenes.yaml [--trainer.max_steps=500 ...]
     hamburger seg fit --config FILE --ckpt_path last          # resume from the newest checkpoint
-    hamburger seg validate --config FILE --ckpt_path CKPT [--model.eval_mode=multiscale]
+    hamburger seg validate --config FILE --ckpt_path CKPT [--model.eval_mode=multiscale --model.eval_flip=true]
     hamburger seg predict --ckpt_path CKPT --input PATH --output DIR
     hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention tiny_fcn]
 
-``fit`` / ``validate`` / ``test`` are a LightningCLI (jsonargparse): every constructor argument of
-:class:`SegModule` (``--model.*``), :class:`SegDataModule` (``--data.*``), the Lightning ``Trainer``
-(``--trainer.*``), the checkpoint callback (``--checkpoint.*``) and the curve plot (``--curves.*``) can be
-set in the YAML file or on the command line; an unknown key is an error that names it.
+``fit`` / ``validate`` / ``test`` are a LightningCLI (:class:`~hamburger.training.cli.HamburgerCLI`): every
+constructor argument of :class:`SegModule` (``--model.*``), :class:`SegDataModule` (``--data.*``), the Lightning
+``Trainer`` (``--trainer.*``), the checkpoint callback (``--checkpoint.*``) and the curve plot (``--curves.*``)
+can be set in the YAML file or on the command line; an unknown key is an error that names it. With
+``--ckpt_path`` the checkpoint's model options are used unless given explicitly (command line or ``--config``);
+the model architecture (``model``, ``model_kwargs``, ``num_classes``) cannot differ from the checkpoint's.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import os
 import sys
-import warnings
 from typing import Any
 
-__all__ = ["build_cli", "main"]
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningArgumentParser
 
-log = logging.getLogger(__name__)
+from ...training.cli import HamburgerCLI, build, error_line, run_cli
+from . import compare, predict
+from .datamodule import SegDataModule
+from .metrics import format_table
+from .module import SegModule, checkpoint_hparams
+
+__all__ = ["SegCLI", "build_cli", "main"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = """usage: hamburger seg {fit,validate,test,predict,compare} [options]
@@ -37,126 +42,66 @@ USAGE = """usage: hamburger seg {fit,validate,test,predict,compare} [options]
 Run 'hamburger seg COMMAND --help' for the options of a command."""
 
 
-def _seg_cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+class SegCLI(HamburgerCLI):
+    """The segmentation LightningCLI: :class:`SegModule` + :class:`SegDataModule`, ``num_classes`` linked from
+    the data, checkpoint model import paths refused unless typed, and a score table after validate / test."""
 
-    from ...training.checkpoint import AtomicCheckpointIO
-    from ...training.curves import TrainingCurves
+    prog = "hamburger seg"
+    fixed_by_checkpoint = ("model", "model_kwargs", "num_classes")
+    fixed_on_resume = (
+        "optimizer", "lr", "momentum", "betas", "weight_decay", "head_lr_mult",
+        "poly_power", "warmup_steps", "warmup_ratio", "min_lr",
+    )  # fmt: skip
 
-    class SegCLI(LightningCLI):
-        """LightningCLI with atomic checkpoints, CSV (+ TensorBoard) logs and the training-curve plot."""
+    def __init__(self, model_class: Any = SegModule, datamodule_class: Any = SegDataModule, **kwargs: Any) -> None:
+        kwargs.setdefault("trainer_defaults", {"log_every_n_steps": 10})
+        super().__init__(model_class, datamodule_class, **kwargs)
 
-        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults(
-                {
-                    "checkpoint.filename": "step{step:07d}",
-                    "checkpoint.every_n_train_steps": 500,
-                    "checkpoint.save_top_k": 1,
-                    "checkpoint.save_last": True,
-                    "checkpoint.auto_insert_metric_name": False,
-                }
-            )
-            parser.add_lightning_class_args(TrainingCurves, "curves")
-            parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-            parser.add_argument(
-                "--results_json",
-                type=str | None,
-                default=None,
-                help="validate/test: where to write the scores (default <root>/<cmd>_results.json)",
-            )
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
-        def before_instantiate_classes(self) -> None:
-            cfg = self.config[self.subcommand] if self.subcommand else self.config
-            root = cfg.trainer.default_root_dir or os.getcwd()
-            if cfg.checkpoint.dirpath is None:
-                cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
+    def check_checkpoint(self, hparams: dict[str, Any], *, path: str) -> None:
+        checkpoint_hparams(hparams, source=path, model=self.explicit.get("model.model"))
 
-        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-            from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-            from lightning.pytorch.plugins.io import CheckpointIO
+    def configure_from_checkpoint(self, model_config: Namespace, hparams: dict[str, Any]) -> None:
+        model_config.pretrained = False  # the checkpoint holds the weights: nothing to download first
 
-            root = config.get("default_root_dir") or os.getcwd()
-            if config.get("logger") in (None, True):
-                loggers: list = [CSVLogger(root, name="logs")]
-                if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-                    loggers.append(TensorBoardLogger(root, name="tb"))
-                config["logger"] = loggers
-            plugins = config.get("plugins") or []
-            plugins = plugins if isinstance(plugins, list) else [plugins]
-            if not any(isinstance(p, CheckpointIO) for p in plugins):
-                plugins.append(AtomicCheckpointIO())
-            config["plugins"] = plugins
-            return super()._instantiate_trainer(config, callbacks)
+    def results(self, command: str) -> dict[str, Any] | None:
+        scores = getattr(self.model, "last_scores", None)
+        if scores is None:
+            return None
+        hp = self.model.hparams
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        evaluation = {k: hp.get(k) for k in ("eval_mode", "eval_scales", "eval_flip", "eval_crop_size", "eval_stride")}
+        return {"model": hp.model, **evaluation, "ckpt_path": cfg.get("ckpt_path"), **scores}
 
-    return SegCLI
+    def format_results(self, results: dict[str, Any], command: str) -> str | None:
+        return format_table(results, title=f"{results['model']} ({results['eval_mode']})")
 
 
-def build_cli(argv: list[str], *, run: bool = True):
-    """Instantiate (and by default run) the LightningCLI for ``argv`` (``[command, options...]``)."""
-    cli_class = _seg_cli_class()
-    with warnings.catch_warnings():  # args are given on purpose even when sys.argv holds the outer command
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        return _make(cli_class, argv, run)
-
-
-def _make(cli_class, argv: list[str], run: bool):
-    from .datamodule import SegDataModule
-    from .module import SegModule
-
-    return cli_class(
-        SegModule,
-        SegDataModule,
-        args=argv,
-        run=run,
-        subclass_mode_model=False,
-        subclass_mode_data=False,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"log_every_n_steps": 10},
-        auto_configure_optimizers=False,
-    )
-
-
-def _report(cli, command: str) -> None:
-    from .metrics import format_table, write_json
-
-    scores = getattr(cli.model, "last_scores", None)
-    if scores is None or not cli.trainer.is_global_zero:
-        return
-    cfg = cli.config[command]
-    root = cfg.trainer.default_root_dir or os.getcwd()
-    path = cfg.get("results_json") or os.path.join(root, f"{command}_results.json")
-    hp = cli.model.hparams
-    write_json({"model": hp.model, "eval_mode": hp.eval_mode, "ckpt_path": cfg.get("ckpt_path"), **scores}, path)
-    print(format_table(scores, title=f"{hp.model} ({hp.eval_mode})"))
-    print(f"scores written to {path}")
+def build_cli(argv: list[str], *, run: bool = True) -> SegCLI:
+    """Instantiate (and by default run) the seg CLI for ``argv`` (``[command, options...]``); errors raise."""
+    return build(SegCLI, argv, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``hamburger seg COMMAND ...``; returns the exit code (user errors: one line on stderr, code 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
     if command == "predict":
-        from .predict import main as predict_main
-
-        return predict_main(rest)
+        return predict.main(rest)
     if command == "compare":
-        from .compare import main as compare_main
-
-        return compare_main(rest)
+        return compare.main(rest, build_cli=build_cli)
     if command not in LIGHTNING_COMMANDS:
-        print(f"hamburger seg: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+        choices = ", ".join([*LIGHTNING_COMMANDS, "predict", "compare"])
+        message = f"unknown command {command!r}; choose from {choices} (hamburger seg --help)"
+        print(error_line("hamburger seg", message), file=sys.stderr)
         return 2
-    try:
-        cli = build_cli([command, *rest])
-    except SystemExit as stop:  # argument errors (jsonargparse prints the offending key) and --help
-        return int(stop.code or 0) if isinstance(stop.code, int | None) else 2
-    if command in ("validate", "test"):
-        _report(cli, command)
-    return 0
+    return run_cli(SegCLI, [command, *rest])
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """``SegModule``: the LightningModule of the segmentation recipe (loss, optimiser, schedule, evaluation).
 
-The model comes from :func:`hamburger.models.create_model` (or any ``"package.module:factory"`` path) and
-returns ``{"out": logits, "aux": logits or None}``; the loss lives here:
+The model comes from :func:`hamburger.models.create_model` (or any ``"package.module:factory"`` path given by the
+user) and returns ``{"out": logits, "aux": logits or None}``; the loss lives here:
 ``CE(out, y) + aux_weight * CE(aux, y)`` with ``ignore_index`` pixels skipped.
+
+Rebuilding a model from a checkpoint (``seg predict``, ``seg validate --ckpt_path``,
+:meth:`SegModule.load_from_checkpoint`) goes through :func:`checkpoint_hparams`: a checkpoint may only name
+registered models, never an import path, unless the user names the same path explicitly.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,31 +22,83 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...training.hparams import check_plain_hparams, read_checkpoint
 from ...training.optim import build_optimizer, build_scheduler, param_groups
+from ...utils import check_float
 from .inference import infer
 from .metrics import build_confmat, scores_from_confmat, warn_classes_without_ground_truth
 
-__all__ = ["SegModule", "create_seg_model"]
+__all__ = ["SegModule", "checkpoint_hparams", "create_seg_model", "is_import_path"]
 
 log = logging.getLogger(__name__)
 
 
+def is_import_path(name: object) -> bool:
+    """Whether a ``model`` value is an import path ``"pkg.module:factory"`` (code to import) and not a name."""
+    return isinstance(name, str) and ":" in name
+
+
 def create_seg_model(name: str, *, num_classes: int, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """A registered model name (``hamburger.models``) or an import path ``"pkg.module:factory"``."""
-    if ":" in name:
+    """A registered model name (``hamburger.models``) or an import path ``"pkg.module:factory"``.
+
+    An import path is code: it is imported and called, so only pass one you typed yourself (checkpoints are
+    vetted by :func:`checkpoint_hparams` before they get here).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"model must be a registered model name or 'pkg.module:factory', got {name!r}")
+    if is_import_path(name):
         module_name, _, attr = name.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(
+                f"model {name!r}: cannot import factory {attr!r} from module {module_name!r} ({err})"
+            ) from err
         return factory(num_classes=num_classes, pretrained=pretrained, **kwargs)
     from hamburger.models import create_model
 
     return create_model(name, num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
+def checkpoint_hparams(
+    hparams: object, *, source: str | os.PathLike = "checkpoint", model: str | None = None
+) -> dict[str, Any]:
+    """The hyper-parameters of a segmentation checkpoint, vetted for rebuilding its model.
+
+    * plain data only (:func:`hamburger.training.hparams.check_plain_hparams`: no class specs);
+    * ``model`` must be a string; an import path ``"pkg.module:factory"`` is refused (``ValueError``) unless the
+      caller passes the same path as ``model``, i.e. the user typed it (``--model.model`` / ``--model``);
+    * ``pretrained`` is set to ``False`` and ``model_kwargs["weights"]`` is dropped: the checkpoint holds the
+      weights, so no backbone weights are downloaded or read first.
+
+    Args:
+        hparams: ``checkpoint["hyper_parameters"]``.
+        source: the checkpoint path, for messages.
+        model: the model the user asked for explicitly (``None``: none).
+    """
+    source = os.fspath(source)
+    hp = check_plain_hparams(hparams, source=source)
+    name = hp.get("model", "tiny_ham")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{source}: hyper-parameter model must be a model name, got {name!r}")
+    if is_import_path(name) and name != model:
+        raise ValueError(
+            f"{source} names the model import path {name!r}; a checkpoint may only name registered models "
+            f"(importing code named in a file is refused). If you trust it, give the same path yourself: "
+            f"--model.model {name} (fit/validate/test) or --model {name} (predict)"
+        )
+    hp["pretrained"] = False
+    if isinstance(hp.get("model_kwargs"), dict) and "weights" in hp["model_kwargs"]:
+        hp["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
+    return hp
+
+
 class SegModule(pl.LightningModule):
     """Segmentation training / evaluation around a ``hamburger.models`` model.
 
     Args:
-        model: registered model name (``tiny_ham``, ``hamnet_r101``, ...) or ``"pkg.module:factory"``.
+        model: registered model name (``tiny_ham``, ``hamnet_r101``, ...) or ``"pkg.module:factory"`` (code you
+            name yourself; checkpoints may not name one, see :func:`checkpoint_hparams`).
         num_classes: number of classes (linked from the data module by the CLI).
         model_kwargs: overrides passed to the model factory (``ham``, ``rank``, ``channels``, ...).
         pretrained: load the backbone's pretrained weights (off by default; never downloads in tests).
@@ -49,7 +106,8 @@ class SegModule(pl.LightningModule):
         lr: base learning rate.
         momentum: SGD momentum.
         betas: AdamW betas.
-        weight_decay: weight decay on conv / linear weights (not on norms, biases or ``coef*`` gates).
+        weight_decay: weight decay on conv / linear weights (not on 1-D parameters such as norms and biases,
+            nor on parameters a submodule lists in ``no_weight_decay()``, e.g. the Hamburger gates).
         head_lr_mult: LR multiplier for every parameter outside ``backbone.``.
         aux_weight: weight of the auxiliary loss when the model returns ``"aux"``.
         poly_power: power of the poly schedule.
@@ -101,6 +159,10 @@ class SegModule(pl.LightningModule):
         check_inference_options(
             mode=eval_mode, scales=eval_scales, crop_size=eval_crop_size, stride=eval_stride, prefix="eval_"
         )
+        check_float("lr", lr, low=0.0, low_open=True)  # fail at construction, not at the first step
+        check_float("weight_decay", weight_decay, low=0.0)
+        check_float("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        check_float("head_lr_mult", head_lr_mult, low=0.0, low_open=True)
         self.save_hyperparameters()
         self.net = create_seg_model(model, num_classes=num_classes, pretrained=pretrained, **(model_kwargs or {}))
         self.val_confmat = build_confmat(num_classes, ignore_index=ignore_index)
@@ -109,6 +171,19 @@ class SegModule(pl.LightningModule):
         self.last_scores: dict | None = None
         self._resume_rng: dict | None = None
         self._val_rng: tuple | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SegModule:
+        """Lightning's ``load_from_checkpoint`` after :func:`checkpoint_hparams` vetted the checkpoint: a model
+        import path stored in it is refused unless ``model=`` names the same path (keyword overrides win, as in
+        Lightning)."""
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            ckpt = read_checkpoint(checkpoint_path)  # weights_only; tensors memory-mapped, not read twice
+            checkpoint_hparams(ckpt.get("hyper_parameters") or {}, source=checkpoint_path, model=kwargs.get("model"))
+        else:
+            raise TypeError(f"checkpoint_path must be a path, got {type(checkpoint_path).__name__}")
+        kwargs.setdefault("pretrained", False)  # the checkpoint holds the weights
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, images: torch.Tensor) -> torch.Tensor:

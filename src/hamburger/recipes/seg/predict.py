@@ -39,24 +39,28 @@ def list_images(path: str) -> list[str]:
     return files
 
 
-def load_module(ckpt_path: str, *, map_location: str = "cpu"):
+def load_module(ckpt_path: str, *, map_location: str = "cpu", model: str | None = None):
     """Rebuild the :class:`SegModule` saved in a Lightning checkpoint (``weights_only`` load).
+
+    The checkpoint's hyper-parameters are vetted by :func:`~hamburger.recipes.seg.module.checkpoint_hparams`:
+    a model import path stored in the checkpoint is refused unless ``model`` (what the user typed) names it.
 
     Returns:
         ``(module, meta)`` with ``meta`` holding ``class_names``, ``palette``, ``mean`` and ``std``.
     """
-    from ...training.checkpoint import load_checkpoint
+    from ...training.hparams import read_checkpoint
     from .datamodule import IMAGENET_MEAN, IMAGENET_STD
-    from .module import SegModule
+    from .module import SegModule, checkpoint_hparams
 
-    ckpt = load_checkpoint(ckpt_path, map_location=map_location)
-    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+    ckpt = read_checkpoint(ckpt_path)  # weights_only, tensors memory-mapped; moved by module.to(map_location)
+    if "hyper_parameters" not in ckpt:
         raise ValueError(f"{ckpt_path} is not a checkpoint of the segmentation recipe (no state_dict/hyper_parameters)")
-    hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    hparams["pretrained"] = False
+    hparams = checkpoint_hparams(ckpt["hyper_parameters"], source=ckpt_path, model=model)
+    if model is not None and model != hparams.get("model", "tiny_ham"):
+        raise ValueError(f"--model {model!r} differs from the checkpoint's model {hparams.get('model')!r}")
     module = SegModule(**hparams)
     module.load_state_dict(ckpt["state_dict"])
-    module.eval()
+    module.to(map_location).eval()
     meta = dict(ckpt.get("seg_meta") or {})
     data_hp = ckpt.get("datamodule_hyper_parameters") or {}
     meta["mean"] = meta.get("mean") or list(data_hp.get("mean", IMAGENET_MEAN))
@@ -193,15 +197,10 @@ def predict_paths(
     return written
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr (``PROG: error: MESSAGE``), exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message.replace(chr(10), ' ')}\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="hamburger seg predict", description=__doc__.splitlines()[0])
+    from ...training.cli import ArgumentParser  # one-line errors, no abbreviated options
+
+    parser = ArgumentParser(prog="hamburger seg predict", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint written by 'hamburger seg fit'")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="folder for the masks and overlays (not the input folder)")
@@ -223,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         "e.g. 4095 (default: the training data's image_scale, else dtype)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the checkpoint's model; needed (and trusted) when it is an import path 'pkg.module:factory'",
+    )
     args = parser.parse_args(argv)
     from .inference import check_inference_options
 
@@ -235,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass  # check_image_scale names the accepted values
         paths = list_images(args.input)
         output_paths(paths, args.output)  # refuse a bad --output before loading anything
-        module, meta = load_module(args.ckpt_path)
+        module, meta = load_module(args.ckpt_path, model=args.model)
         if image_scale is not None:
             from .data._io import check_image_scale
 
