@@ -78,9 +78,6 @@ def test_imports_point_down(path):
 # a lazy import still runs, and a cycle through it is a cycle the next refactor turns into an
 # ImportError). Only ``if TYPE_CHECKING:`` blocks are left out: they never run.
 
-KNOWN_CYCLE_EDGE = ("hamburger.recipes.seg.compare", "hamburger.recipes.seg.cli")
-
-
 def _module_name(path: pathlib.Path, root: pathlib.Path, package: str) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -231,23 +228,6 @@ def _format(cycles: list[list[str]]) -> str:
 
 
 def test_no_import_cycles():
-    graph = import_graph(PACKAGE)
-    # KNOWN cycle (issue 9): recipes.seg.cli imports compare for `hamburger seg compare`, and compare
-    # imports cli's build_cli lazily. Branch "core" is breaking it; until then only that ONE edge is left
-    # out here, so any other cycle (including one through cli or compare) still fails this test.
-    # test_known_cli_compare_cycle below is the strict xfail for that pair.
-    source, target = KNOWN_CYCLE_EDGE
-    graph[source].discard(target)
-    cycles = find_cycles(graph)
-    assert not cycles, f"import cycles between hamburger modules: {_format(cycles)}"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known cycle recipes.seg.cli <-> recipes.seg.compare (being broken on branch core); "
-    "when this XPASSes, delete this test and KNOWN_CYCLE_EDGE",
-)
-def test_known_cli_compare_cycle():
     cycles = find_cycles(import_graph(PACKAGE))
     assert not cycles, f"import cycles between hamburger modules: {_format(cycles)}"
 
