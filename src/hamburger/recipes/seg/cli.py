@@ -38,17 +38,16 @@ Run 'hamburger seg COMMAND --help' for the options of a command."""
 
 
 def _seg_cli_class():
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-    from ...training.checkpoint import AtomicCheckpointIO
+    from ...training.checkpoint import AtomicCheckpointIO, RunCheckpoint, require_checkpoint
     from ...training.curves import TrainingCurves
 
     class SegCLI(LightningCLI):
         """LightningCLI with atomic checkpoints, CSV (+ TensorBoard) logs and the training-curve plot."""
 
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
             parser.set_defaults(
                 {
                     "checkpoint.filename": "step{step:07d}",
@@ -66,12 +65,20 @@ def _seg_cli_class():
                 default=None,
                 help="validate/test: where to write the scores (default <root>/<cmd>_results.json)",
             )
+            parser.add_argument(
+                "--allow_no_checkpoint",
+                type=bool,
+                default=False,
+                help="validate/test: score the model as built (no --ckpt_path), e.g. weights loaded by its factory",
+            )
 
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.default_root_dir or os.getcwd()
             if cfg.checkpoint.dirpath is None:
                 cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
+            if self.subcommand in ("validate", "test") and not cfg.allow_no_checkpoint:
+                require_checkpoint(self.subcommand, cfg.get("ckpt_path"), dirpath=cfg.checkpoint.dirpath)
 
         def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
             from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -152,8 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cli = build_cli([command, *rest])
-    except SystemExit as stop:  # argument errors (jsonargparse prints the offending key) and --help
+    except SystemExit as stop:  # argument errors (jsonargparse prints the offending key), --help, SIGTERM (143)
         return int(stop.code or 0) if isinstance(stop.code, int | None) else 2
+    except (ValueError, TypeError, FileNotFoundError) as err:  # user errors: one line, no traceback
+        print(f"hamburger seg {command}: {err}", file=sys.stderr)
+        return 2
     if command in ("validate", "test"):
         _report(cli, command)
     return 0

@@ -18,14 +18,16 @@ __all__ = ["main", "run_compare"]
 
 
 def run_compare(config: str, *, models: list[str], root: str, overrides: list[str]) -> list[dict]:
-    """Fit each of ``models`` with ``config`` + ``overrides`` under ``root/<model>``; return their results."""
+    """Fit each of ``models`` with ``config`` + ``overrides`` under ``root/<model>``; return their results.
+
+    A comparison always trains from scratch: checkpoints of an earlier comparison in ``root`` are replaced."""
     from .cli import build_cli
 
     results = []
     for name in models:
         start = time.perf_counter()
         cli = build_cli(
-            ["fit", "--config", config, *overrides, f"--model.model={name}",
+            ["fit", "--config", config, "--checkpoint.overwrite=true", *overrides, f"--model.model={name}",
              f"--trainer.default_root_dir={os.path.join(root, name)}"]
         )  # fmt: skip
         train_s = time.perf_counter() - start
