@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import threading
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -121,7 +122,8 @@ class RunCheckpoint(ModelCheckpoint):
     * On SIGTERM (Lightning stops at the end of the current batch, or in the middle of a validation) it
       writes ``last.ckpt`` with the state at the end of the last finished training batch, the same state a
       step checkpoint there would hold, so ``ckpt_path="last"`` continues exactly; the process then exits
-      with status 143 (128 + SIGTERM) instead of 0. A validation cut short is not redone on resume.
+      with status 143 (128 + SIGTERM) instead of 0. A validation cut short is not redone on resume. Under DDP
+      the ranks agree at the end of every training batch and all stop at the same one.
 
     Args:
         overwrite: let a fresh run delete the checkpoints of an earlier run in its folder.
@@ -149,7 +151,9 @@ class RunCheckpoint(ModelCheckpoint):
 
     # ------------------------------------------------------------------ folder checks at the start of fit
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        with warnings.catch_warnings():  # the folder check at fit start says what is wrong, and only then
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
         self._batch_end_loops, self._batch_end_step = None, -1  # nothing of an earlier fit call
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
