@@ -1,9 +1,11 @@
-"""``hamburger seg`` command line: fit / validate / predict on a tiny run, config errors, help."""
+"""``hamburger seg`` command line: fit / validate / test / predict on a tiny run, one run per checkpoint folder,
+evaluation needs a checkpoint, config errors, help."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,82 @@ def test_no_import_cycles_in_the_recipe_and_training_core() -> None:
     assert "recipes.seg.compare" in graph["recipes.seg.cli"]  # the check sees the dispatcher's imports
     for module in graph:
         visit(module, [])
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def test_second_fresh_fit_into_a_used_folder_is_refused(trained: Path, tmp_path: Path, capsys) -> None:
+    shutil.copytree(trained / "checkpoints", tmp_path / "checkpoints")
+    ckpt = tmp_path / "checkpoints"
+    before = {p.name: p.read_bytes() for p in ckpt.glob("*.ckpt")}
+    capsys.readouterr()
+    assert main(["fit", "--config", str(CONFIG), f"--trainer.default_root_dir={tmp_path}", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "already holds checkpoints" in _last_line(err)
+    assert "--ckpt_path last" in _last_line(err) and "--checkpoint.overwrite true" in _last_line(err)
+    assert {p.name: p.read_bytes() for p in ckpt.glob("*.ckpt")} == before  # nothing written, nothing deleted
+    # the explicit opt-in starts over: the earlier run's files are replaced, never versioned
+    args = ["fit", "--config", str(CONFIG), f"--trainer.default_root_dir={tmp_path}", *TINY]
+    assert main([*args, "--trainer.max_steps=2", "--checkpoint.overwrite=true"]) == 0
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == ["last.ckpt", "step0000002.ckpt"]
+    from hamburger.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt / "last.ckpt")["global_step"] == 2
+    # and --ckpt_path last continues that run (from last.ckpt, the newest)
+    assert main([*args, "--trainer.max_steps=4", "--ckpt_path", "last"]) == 0
+    assert sorted(p.name for p in ckpt.glob("*.ckpt")) == ["last.ckpt", "step0000004.ckpt"]
+    assert load_checkpoint(ckpt / "last.ckpt")["global_step"] == 4
+
+
+def test_validate_and_test_need_a_checkpoint(trained: Path, tmp_path: Path, capsys) -> None:
+    base = ["--config", str(CONFIG), f"--trainer.default_root_dir={tmp_path}", *TINY]
+    for command in ("validate", "test"):
+        assert main([command, *base]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "needs --ckpt_path" in _last_line(err)
+        assert "--allow_no_checkpoint" in _last_line(err)
+    assert main(["validate", *base, "--ckpt_path", "last"]) == 2  # no last.ckpt in this folder
+    assert "no last*.ckpt in" in _last_line(capsys.readouterr().err)
+    assert not list(tmp_path.glob("*_results.json"))
+    # test scores the test split: no built-in dataset has a labelled one, so it is refused, not run on val
+    code = main(["test", *base, "--ckpt_path", str(trained / "checkpoints" / "last.ckpt")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "data.test_split is not set" in _last_line(err)
+
+
+def _write_folder_split(root: Path, split: str, count: int, size: tuple[int, int]) -> None:
+    from PIL import Image
+
+    h, w = size
+    rng = np.random.default_rng(len(split))
+    for folder in ("images", "masks"):
+        (root / folder / split).mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "images" / split / f"{i}.jpg")
+        mask = np.zeros((h, w), dtype=np.uint8)
+        mask[h // 2 :] = 1
+        mask[0] = 255  # ignored
+        Image.fromarray(mask, mode="L").save(root / "masks" / split / f"{i}.png")
+
+
+def test_test_scores_the_test_split(tmp_path: Path, capsys) -> None:
+    # a folder dataset with labelled train / val / test splits of different sizes; 67x53 images (not multiples
+    # of 8), JPEG images and PNG masks with 255 = ignore
+    data = tmp_path / "data"
+    for split, count in (("train", 4), ("val", 2), ("test", 3)):
+        _write_folder_split(data, split, count, (53, 67))
+    out = tmp_path / "test.json"
+    args = [
+        "test", "--config", str(CONFIG), f"--trainer.default_root_dir={tmp_path}", "--data.dataset=folder",
+        f"--data.root={data}", "--data.dataset_kwargs={num_classes: 2}", "--data.train_kwargs={}",
+        "--data.val_kwargs={}", "--data.test_split=test", "--data.val_batch_size=1", "--data.num_workers=2",
+        "--trainer.enable_progress_bar=false", TINY[-1], "--allow_no_checkpoint=true", f"--results_json={out}",
+    ]  # fmt: skip
+    assert main(args) == 0
+    scores = json.loads(out.read_text())
+    assert scores["num_pixels"] == 3 * 52 * 67  # the 3 test images, without their ignored first rows
+    assert len(scores["per_class"]) == 2

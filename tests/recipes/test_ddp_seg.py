@@ -1,9 +1,11 @@
-"""DDP with 2 CPU processes (gloo, launched by torchrun): parameters stay identical across ranks, and the
-2-rank validation counts every pixel exactly once (same confusion matrix as 1 rank)."""
+"""DDP with 2 CPU processes (gloo, launched by torchrun): parameters stay identical across ranks, the
+2-rank validation counts every pixel exactly once (same confusion matrix as 1 rank), and a SIGTERM that reaches
+one rank only stops both at the same batch with a resumable checkpoint."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -97,3 +99,66 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert v1["pixels"] == v2["pixels"] == 7 * 64 * 64  # no duplicated or dropped samples
     assert v1["cm"] == v2["cm"]
     assert v1["mIoU"] == v2["mIoU"]
+
+
+SIGTERM_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import torch
+    import lightning.pytorch as pl
+    from hamburger.recipes.seg.datamodule import SegDataModule
+    from hamburger.recipes.seg.module import SegModule
+    from hamburger.training.checkpoint import AtomicCheckpointIO, RunCheckpoint
+
+    out, term_rank, ckpt_path = sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None
+    small = {"backbone_kwargs": {"widths": [8, 16, 32], "depth": 1}, "channels": 16, "ham_channels": 16, "rank": 4}
+
+    class Term(pl.Callback):  # SIGTERM to one process only, at the end of step 5 (no step checkpoint there)
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 5 and trainer.global_rank == term_rank:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    pl.seed_everything(0, verbose=False)
+    module = SegModule("tiny_ham", num_classes=11, model_kwargs=small, optimizer="sgd", lr=0.05)
+    dm = SegDataModule("fashion_scenes", train_kwargs={"num_scenes": 16}, val_kwargs={"num_scenes": 4},
+                       crop_size=48, batch_size=2, val_batch_size=2, num_workers=0, seed=1)
+    ckpt = RunCheckpoint(dirpath=os.path.join(out, "ckpt"), filename="step{step:07d}", every_n_train_steps=3,
+                         save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, max_steps=10, val_check_interval=4,
+                         check_val_every_n_epoch=None, callbacks=[ckpt, Term()], plugins=[AtomicCheckpointIO()])
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    if trainer.global_rank == 0:
+        torch.save({n: p.detach().clone() for n, p in module.net.named_parameters()}, os.path.join(out, "final.pt"))
+    """
+)
+
+
+def _torchrun_sigterm(tmp_path: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "ddp_sigterm.py"
+    script.write_text(SIGTERM_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           f"--master_port={_free_port()}", str(script), str(out), *args]  # fmt: skip
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_ddp_sigterm_on_one_rank_then_resume_is_exact(tmp_path: Path) -> None:
+    from hamburger.training.checkpoint import load_checkpoint
+
+    reference = _torchrun_sigterm(tmp_path, tmp_path / "reference", "-1")  # never signalled
+    assert reference.returncode == 0, reference.stderr[-4000:]
+    run = tmp_path / "run"
+    stopped = _torchrun_sigterm(tmp_path, run, "1")  # only rank 1 gets it (Lightning's own handler hangs here)
+    # both ranks exit with 143 (torchrun itself reports the failure)
+    assert stopped.returncode != 0 and len(re.findall(r"exitcode\s*:\s*143", stopped.stderr)) == 2, stopped.stderr[
+        -4000:
+    ]
+    assert load_checkpoint(run / "ckpt" / "last.ckpt")["global_step"] == 5
+    resumed = _torchrun_sigterm(tmp_path, run, "-1", "last")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    final = torch.load(run / "final.pt", weights_only=True)
+    expected = torch.load(tmp_path / "reference" / "final.pt", weights_only=True)
+    for name, value in expected.items():
+        torch.testing.assert_close(final[name], value, rtol=0, atol=0, msg=name)

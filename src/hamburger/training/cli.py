@@ -46,7 +46,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ..utils import atomic_write_text
-from .checkpoint import AtomicCheckpointIO
+from .checkpoint import AtomicCheckpointIO, RunCheckpoint, require_checkpoint
 from .curves import TrainingCurves
 from .hparams import canonical, check_plain_hparams, read_checkpoint
 
@@ -162,7 +162,7 @@ class HamburgerCLI(LightningCLI):
     """
 
     prog: ClassVar[str] = "hamburger"
-    checkpoint_class: ClassVar[type[ModelCheckpoint]] = ModelCheckpoint
+    checkpoint_class: ClassVar[type[ModelCheckpoint]] = RunCheckpoint
     checkpoint_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
         {
             "filename": "step{step:07d}",
@@ -220,6 +220,12 @@ class HamburgerCLI(LightningCLI):
             type=str | None,
             default=None,
             help="validate/test: where to write the scores (default <root>/<command>_results.json)",
+        )
+        parser.add_argument(
+            "--allow_no_checkpoint",
+            type=bool,
+            default=False,
+            help="validate/test: score the model as built (no --ckpt_path), e.g. weights loaded by its factory",
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -294,6 +300,9 @@ class HamburgerCLI(LightningCLI):
         if cfg.get("checkpoint") is not None and cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = os.path.join(root, "checkpoints")
         ckpt_path = cfg.get("ckpt_path")
+        if command in ("validate", "test") and not cfg.get("allow_no_checkpoint"):
+            dirpath = cfg.checkpoint.dirpath if cfg.get("checkpoint") is not None else None
+            require_checkpoint(command, ckpt_path, dirpath=dirpath)
         if self.checkpoint_hparams is None and command == "fit" and ckpt_path == "last" and cfg.get("checkpoint"):
             last = os.path.join(cfg.checkpoint.dirpath, "last.ckpt")
             if os.path.isfile(last):  # the file Lightning resumes from: treat it as if its path had been given

@@ -46,12 +46,13 @@ def compare_runs(
     """Fit each of ``models`` with ``config`` + ``overrides`` under ``root/<model>``; validate; return rows.
 
     Each row holds ``model``, ``params``, ``steps``, ``train_seconds`` (``trainer.fit`` only), the recipe's
-    ``score(cli)`` and ``checkpoint_dir``.
+    ``score(cli)`` and ``checkpoint_dir``. A comparison always trains from scratch: checkpoints of an earlier
+    comparison in ``root`` are replaced (``--checkpoint.overwrite=true``).
     """
     results = []
     for name in models:
         cli = build_cli(
-            ["fit", "--config", config, *overrides, f"{model_option}={name}",
+            ["fit", "--config", config, "--checkpoint.overwrite=true", *overrides, f"{model_option}={name}",
              f"--trainer.default_root_dir={os.path.join(root, name)}"]
         )  # fmt: skip
         cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)

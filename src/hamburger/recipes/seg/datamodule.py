@@ -9,9 +9,12 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ...training.sampling import EvalSampler, ResumableTrainSampler, SeededDataset
+from ...training.sampling import ResumableLoader, ResumableTrainSampler, eval_loader
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SegDataModule"]
+
+# (dataset, split) pairs whose masks are not public: scoring them would count no pixel
+UNLABELLED_SPLITS = {("cityscapes", "test")}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,9 +40,12 @@ class SegDataModule(pl.LightningDataModule):
         root: dataset folder (optional for ``fashion_scenes``).
         train_split: split used for training.
         val_split: split used for validation.
-        dataset_kwargs: options for both splits (e.g. ``variant``, ``canvas_size``).
+        test_split: labelled split used by ``test`` (``None``: ``test`` is refused; none of the built-in datasets
+            has a public labelled test split, a ``folder`` dataset may have ``images/test`` + ``masks/test``).
+        dataset_kwargs: options for all splits (e.g. ``variant``, ``canvas_size``).
         train_kwargs: extra options for the training split only (e.g. ``num_scenes``).
         val_kwargs: extra options for the validation split only.
+        test_kwargs: extra options for the test split only.
         crop_size: training crop ``int`` or ``(h, w)``.
         scale_range: random rescale range.
         flip: random horizontal flip.
@@ -59,9 +65,11 @@ class SegDataModule(pl.LightningDataModule):
         root: str | None = None,
         train_split: str = "train",
         val_split: str = "val",
+        test_split: str | None = None,
         dataset_kwargs: dict[str, Any] | None = None,
         train_kwargs: dict[str, Any] | None = None,
         val_kwargs: dict[str, Any] | None = None,
+        test_kwargs: dict[str, Any] | None = None,
         crop_size: int | tuple[int, int] = 512,
         scale_range: tuple[float, float] = (0.5, 2.0),
         flip: bool = True,
@@ -83,8 +91,10 @@ class SegDataModule(pl.LightningDataModule):
         self.dataset_name = dataset
         self.root = root
         self._common = dict(dataset_kwargs or {})
-        self._split_kwargs = {"train": dict(train_kwargs or {}), "val": dict(val_kwargs or {})}
-        self.splits = {"train": train_split, "val": val_split}
+        self._split_kwargs = {
+            "train": dict(train_kwargs or {}), "val": dict(val_kwargs or {}), "test": dict(test_kwargs or {})
+        }  # fmt: skip
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.crop_size = crop_size
         self.scale_range = tuple(scale_range)
         self.flip, self.photometric = flip, photometric
@@ -106,7 +116,7 @@ class SegDataModule(pl.LightningDataModule):
         return SegEvalTransform(mean=self.mean, std=self.std)
 
     def get_dataset(self, stage: str) -> Dataset:
-        """The (cached) transformed dataset of ``stage`` (``"train"`` or ``"val"``)."""
+        """The (cached) transformed dataset of ``stage`` (``"train"``, ``"val"`` or ``"test"``)."""
         if stage not in self._datasets:
             from .data import build_dataset
 
@@ -136,6 +146,8 @@ class SegDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             self.get_dataset("train")
+        if stage == "test" and self.splits["test"] is not None:
+            self.get_dataset("test")
         self.get_dataset("val")
 
     # -------------------------------------------------------------- loaders
@@ -147,31 +159,33 @@ class SegDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         world, rank = self._world()
-        ds = SeededDataset(self.get_dataset("train"))
-        sampler = ResumableTrainSampler(ds, num_replicas=world, rank=rank, seed=self.seed)
-        steps_per_epoch = len(sampler) // self.batch_size
-        if steps_per_epoch == 0:
-            raise ValueError(
-                f"training split has {len(ds)} samples, fewer than batch_size={self.batch_size} x {world} processes"
-            )
-        trainer = self.trainer
-        if trainer is not None and trainer.global_step > 0:
-            # resume part-way through an epoch: skip the batches the interrupted run already trained on
-            done = trainer.global_step * trainer.accumulate_grad_batches
-            sampler.start_at(done // steps_per_epoch, (done % steps_per_epoch) * self.batch_size)
-        self._train_sampler = sampler
-        return DataLoader(
-            ds, batch_size=self.batch_size, sampler=sampler, drop_last=True, num_workers=self.num_workers,
-            collate_fn=_collate, persistent_workers=self.num_workers > 0, generator=torch.Generator(),
+        loader = ResumableLoader(
+            self.get_dataset("train"), batch_size=self.batch_size, seed=self.seed, num_replicas=world, rank=rank,
+            num_workers=self.num_workers, collate_fn=_collate,
+        )  # fmt: skip
+        self._train_sampler = loader.sampler
+        return loader
+
+    def _eval_loader(self, stage: str) -> DataLoader:
+        world, rank = self._world()
+        return eval_loader(
+            self.get_dataset(stage), batch_size=self.val_batch_size, num_replicas=world, rank=rank,
+            num_workers=self.num_workers, collate_fn=_collate, seed=self.seed,
         )  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
-        world, rank = self._world()
-        ds = self.get_dataset("val")
-        return DataLoader(
-            ds, batch_size=self.val_batch_size, sampler=EvalSampler(ds, num_replicas=world, rank=rank),
-            num_workers=self.num_workers, collate_fn=_collate, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        """The ``test_split`` (with labels); there is no silent fallback to the validation split."""
+        if self.splits["test"] is None:
+            raise ValueError(
+                f"data.test_split is not set: dataset {self.dataset_name!r} has no labelled test split here; "
+                "'hamburger seg validate' scores the validation split, or set --data.test_split"
+            )
+        if (self.dataset_name, self.splits["test"]) in UNLABELLED_SPLITS:
+            raise ValueError(
+                f"dataset {self.dataset_name!r} split {self.splits['test']!r} has no public labels (its masks are "
+                "all void); score it on the benchmark's server, or test on a labelled split"
+            )
+        return self._eval_loader("test")

@@ -24,6 +24,7 @@ from torch import nn
 
 from ...training.hparams import check_plain_hparams, read_checkpoint
 from ...training.optim import build_optimizer, build_scheduler, param_groups
+from ...training.rng import TrainingRNG
 from ...utils import check_float
 from .inference import infer
 from .metrics import build_confmat, scores_from_confmat, warn_classes_without_ground_truth
@@ -169,8 +170,6 @@ class SegModule(pl.LightningModule):
         self.class_names: list[str] | None = None
         self.palette: list[list[int]] | None = None
         self.last_scores: dict | None = None
-        self._resume_rng: dict | None = None
-        self._val_rng: tuple | None = None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> SegModule:
@@ -223,8 +222,6 @@ class SegModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
-        # validation must not consume the training RNG stream (exact resume, random NMF bases)
-        self._val_rng = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
         self.val_confmat.reset()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -241,10 +238,6 @@ class SegModule(pl.LightningModule):
             self.log("val/aAcc", self.last_scores["aAcc"], sync_dist=False)
             if self.trainer.is_global_zero:
                 warn_classes_without_ground_truth(self.last_scores, key=self)
-        cpu_state, cuda_state = self._val_rng
-        torch.set_rng_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state_all(cuda_state)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
@@ -284,19 +277,12 @@ class SegModule(pl.LightningModule):
             "mean": list(getattr(dm, "mean", ())) or None,
             "std": list(getattr(dm, "std", ())) or None,
         }
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("seg_meta") or {}
         self.class_names = meta.get("class_names") or self.class_names
         self.palette = meta.get("palette") or self.palette
-        self._resume_rng = checkpoint.get("rng_state")
 
-    def on_train_start(self) -> None:
-        if self._resume_rng is not None:
-            torch.set_rng_state(self._resume_rng["torch"])
-            if "cuda" in self._resume_rng and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(self._resume_rng["cuda"])
-            self._resume_rng = None
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # the training RNG stream: saved in checkpoints, restored on resume, untouched by validation
+        return [TrainingRNG()]
