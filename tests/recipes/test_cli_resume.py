@@ -159,8 +159,8 @@ def test_sigkill_and_sigterm_then_resume_is_exact(tmp_path: Path) -> None:
         torch.testing.assert_close(final["state_dict"][name], value, rtol=0, atol=0, msg=name)
     # every step's training loss: the curve history in the checkpoint and the CSV logs of all three runs
     history, expected_history = (
-        final["callbacks"]["TrainingCurves"]["loss"],
-        expected["callbacks"]["TrainingCurves"]["loss"],
+        final["callbacks"]["TrainingCurves"]["train"]["loss"],
+        expected["callbacks"]["TrainingCurves"]["train"]["loss"],
     )
     assert [s for s, _ in history] == list(range(1, STEPS + 1)) and history == expected_history
     logged, expected_logged = _logged_losses(tmp_path), _logged_losses(reference)
