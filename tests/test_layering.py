@@ -78,6 +78,7 @@ def test_imports_point_down(path):
 # a lazy import still runs, and a cycle through it is a cycle the next refactor turns into an
 # ImportError). Only ``if TYPE_CHECKING:`` blocks are left out: they never run.
 
+
 def _module_name(path: pathlib.Path, root: pathlib.Path, package: str) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
