@@ -18,6 +18,7 @@ from torch.nn.utils import parametrize
 from ..layers import ConvNormAct, LayerType, get_act_layer, get_conv_layer, get_norm_layer
 from ..solvers import SOLVERS, MatrixDecomposition, create_solver
 from ..solvers.base import GradMode, InitMode
+from ..utils import check_choice, check_float, check_positive_int
 
 Version = Literal["v1", "v2", "v2+"]
 VERSIONS = ("v1", "v2", "v2+")
@@ -82,15 +83,15 @@ class Hamburger(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be a positive int, got {channels!r}")
-        if version not in VERSIONS:
-            raise ValueError(f"version must be one of {list(VERSIONS)}, got {version!r}")
+        check_positive_int("channels", channels)
+        check_choice("version", version, VERSIONS)
+        if not isinstance(dual, bool):
+            raise TypeError(f"dual must be a bool, got {type(dual).__name__} {dual!r}")
         if dual and version != "v2+":
             raise ValueError(f"dual=True needs version='v2+', got version={version!r}")
-        ham_channels = channels if ham_channels is None else ham_channels
-        if isinstance(ham_channels, bool) or not isinstance(ham_channels, int) or ham_channels < 1:
-            raise ValueError(f"ham_channels must be a positive int, got {ham_channels!r}")
+        if gate_init is not None:
+            check_float("gate_init", gate_init)
+        ham_channels = channels if ham_channels is None else check_positive_int("ham_channels", ham_channels)
         self.channels, self.ham_channels, self.version, self.dual = channels, ham_channels, version, dual
         dd = {"device": device, "dtype": dtype}
 
