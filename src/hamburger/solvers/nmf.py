@@ -15,10 +15,10 @@ from .base import MatrixDecomposition
 class NMFData(NamedTuple):
     """Per-forward constants of NMF: the data and its power-of-two scale ``s`` per matrix.
 
-    The updates run on ``X' = X / s`` with codes ``C' = C / s`` (``D`` is unchanged), which is the official
+    The steps run on ``X' = X / s`` with codes ``C' = C / s`` (``D`` is unchanged), which is the official
     arithmetic scaled by powers of two (exact), with the epsilons scaled to match: ``eps / s`` in the code
-    update and ``eps / s^2`` in the dictionary update. ``X'`` is never formed: ``X^T (D / s)`` and
-    ``X (C' / s)`` give the products with ``X'``.
+    update and ``eps / s^2`` in the dictionary update. ``X'`` is never formed: its products are
+    ``X^T (D / s)`` and ``(X C'^T) / s``, which scale only the small factors.
     """
 
     x: Tensor  # X, (b, d, n)
@@ -71,28 +71,29 @@ class NMF(MatrixDecomposition):
         return torch.bmm(data.x.transpose(1, 2), bases * data.inv_scale)
 
     @staticmethod
-    def _codes_from_logits(data: NMFData, logits: Tensor) -> Tensor:
-        """``C_0' = softmax(X^T D_0) / s`` from ``logits = X'^T D_0``, without forming ``X^T D_0`` (it may overflow)."""
-        shifted = (logits - logits.amax(dim=-1, keepdim=True).detach()) / data.inv_scale  # X^T D_0 - max, exactly
-        return F.softmax(shifted, dim=-1) * data.inv_scale
-
-    def _update(self, data: NMFData, bases: Tensor, coef: Tensor, numerator: Tensor) -> tuple[Tensor, Tensor]:
-        coef = MF.nmf_coef_step(data.x, bases, coef, data.coef_eps, numerator=numerator)
-        x_coef = torch.bmm(data.x, coef * data.inv_scale)  # X' C'^T
+    def _update(data: NMFData, bases: Tensor, coef: Tensor, numerator: Tensor, coef_eps) -> tuple[Tensor, Tensor]:
+        """One step on ``X'``: the code update (numerator ``X'^T D`` given), then the dictionary update."""
+        coef = MF.nmf_coef_step(data.x, bases, coef, coef_eps, numerator=numerator)
+        x_coef = torch.bmm(data.x, coef)  # X C'^T, (b, d, r)
+        x_coef = x_coef * data.inv_scale if torch.is_grad_enabled() else x_coef.mul_(data.inv_scale)  # X' C'^T
         return MF.nmf_bases_step(data.x, bases, coef, data.bases_eps, numerator=x_coef), coef
 
     def init_coef(self, data: NMFData, bases: Tensor) -> Tensor:
-        return self._codes_from_logits(data, self._xt_bases(data, bases))
+        # C_0' = softmax(X^T D_0) / s; with K = 0 it goes straight to the code step
+        return F.softmax(self._xt_bases(data, bases) / data.inv_scale, dim=-1) * data.inv_scale
 
     def start(self, data: NMFData, bases: Tensor) -> tuple[Tensor, Tensor]:
         # X^T D_0 gives the initial codes softmax(X^T D_0) and is also the numerator of the first
         # code update (same bases): computing it once saves one of the K + 2 large products.
-        logits = self._xt_bases(data, bases)  # (b, n, r)
-        return self._update(data, bases, self._codes_from_logits(data, logits), logits)
+        logits = self._xt_bases(data, bases)  # X'^T D_0, (b, n, r)
+        coef = F.softmax(logits / data.inv_scale, dim=-1)  # C_0 = softmax(X^T D_0), not scaled
+        # C_0 (X'^T D_0) / (C_0 D_0^T D_0 + eps) is C_1' = C_1 / s exactly: no need to form C_0' = C_0 / s
+        return self._update(data, bases, coef, logits, self.eps)
 
     def step(self, data: NMFData, bases: Tensor, coef: Tensor) -> tuple[Tensor, Tensor]:
-        return self._update(data, bases, coef, self._xt_bases(data, bases))
+        return self._update(data, bases, coef, self._xt_bases(data, bases), data.coef_eps)
 
     def final_coef(self, data: NMFData, bases: Tensor, coef: Tensor) -> Tensor:
-        coef = MF.nmf_coef_step(data.x, bases, coef, data.coef_eps, numerator=self._xt_bases(data, bases))
-        return coef / data.inv_scale  # C = s C'
+        # C' (X^T D) / (C' D^T D + eps / s) is the code update of X with C = s C' (the codes of X, not X')
+        numerator = torch.bmm(data.x.transpose(1, 2), bases)  # X^T D
+        return MF.nmf_coef_step(data.x, bases, coef, data.coef_eps, numerator=numerator)
