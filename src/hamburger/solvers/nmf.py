@@ -40,11 +40,13 @@ class NMF(MatrixDecomposition):
     official code does. With ``check_input=False`` negative input is not rejected and the
     multiplicative updates lose their guarantees (codes may change sign).
 
-    Any finite scale works: each matrix is decomposed as ``X / s`` with ``s`` the power of two at or above
-    its maximum and ``eps`` scaled to match (see :class:`NMFData`), so the products ``X C^T`` and ``C C^T``
-    (of size ``max(X)^2``) cannot overflow, and on inputs where the official arithmetic does not overflow
-    the result is the same bit for bit. ``eps`` stays an absolute constant, as in the official code: data
-    far below ``sqrt(eps)`` (``max(X) < 1e-3`` or so) is dominated by it and the output shrinks towards zero.
+    Input scale: each matrix is decomposed as ``X / s`` with ``s`` the power of two at or above its maximum
+    and ``eps`` scaled to match (see :class:`NMFData`), so the products ``X C^T`` and ``C C^T`` (of size
+    ``max(X)^2``, which overflow float32 from about 1e19) stay of size ``max(X) * n`` at most: float32 and
+    bf16 inputs work up to about ``1e38 / n`` (1e35 for 64 x 64 maps). On inputs where the official
+    arithmetic does not overflow the result is the same bit for bit. ``eps`` stays an absolute constant,
+    as in the official code: data far below ``sqrt(eps)`` (``max(X) < 1e-3`` or so) is dominated by it and
+    the output shrinks towards zero.
 
     See :class:`~hamburger.solvers.base.MatrixDecomposition` for the options and shapes.
 
@@ -71,7 +73,9 @@ class NMF(MatrixDecomposition):
         return torch.bmm(data.x.transpose(1, 2), bases * data.inv_scale)
 
     @staticmethod
-    def _update(data: NMFData, bases: Tensor, coef: Tensor, numerator: Tensor, coef_eps) -> tuple[Tensor, Tensor]:
+    def _update(
+        data: NMFData, bases: Tensor, coef: Tensor, numerator: Tensor, coef_eps: float | Tensor
+    ) -> tuple[Tensor, Tensor]:
         """One step on ``X'``: the code update (numerator ``X'^T D`` given), then the dictionary update."""
         coef = MF.nmf_coef_step(data.x, bases, coef, coef_eps, numerator=numerator)
         x_coef = torch.bmm(data.x, coef)  # X C'^T, (b, d, r)
