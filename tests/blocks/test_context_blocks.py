@@ -35,6 +35,8 @@ def test_registry_keeps_existing_names_and_adds_the_zoo():
     assert {"hamburger", "none", *ZOO} <= set(CONTEXT_BLOCKS)
     with pytest.raises(ValueError, match="unknown context block"):
         create_context_block("transformer", C)
+    with pytest.raises(TypeError, match="context block name must be a str, got NoneType None"):
+        create_context_block(None, C)
 
 
 @pytest.mark.parametrize("name", ZOO)
