@@ -74,15 +74,15 @@ def nmf_step(
 
 
 def power_of_two_scale(magnitude: Tensor) -> Tensor:
-    """``2^ceil(log2 m)`` elementwise: the power of two at or above ``m > 0``; 1 where ``m`` is 0.
+    """``2^ceil(log2 m)`` elementwise: the power of two at or above ``m > 0``.
 
-    The exponent is clamped so that the scale and its inverse are normal numbers of the dtype. Dividing or
-    multiplying by it is exact in floating point (barring underflow to subnormals), which is what lets NMF
-    work on ``X / s`` and reproduce the unscaled arithmetic bit for bit.
+    The exponent is clamped so that the scale and its inverse are normal numbers of the dtype (``m = 0``
+    gets the smallest, harmless since ``0 / s = 0``). Dividing or multiplying by it is exact in floating
+    point (barring underflow to subnormals), which is what lets the solvers work on ``X / s`` and reproduce
+    the unscaled arithmetic bit for bit. Four elementwise ops: it runs on small tensors in the inner loop.
     """
     limit = float(math.floor(math.log2(torch.finfo(magnitude.dtype).max)) - 1)  # 126 for float32
-    exponent = torch.log2(magnitude).ceil().clamp(-limit, limit)
-    return torch.where(magnitude > 0, torch.exp2(exponent), torch.ones_like(magnitude))
+    return torch.exp2(torch.log2(magnitude).ceil_().clamp_(-limit, limit))
 
 
 def column_norm(v: Tensor) -> Tensor:
@@ -93,7 +93,7 @@ def column_norm(v: Tensor) -> Tensor:
     ``v.norm(dim=1, keepdim=True)`` bit for bit wherever that does not overflow. For small tensors (bases).
     """
     with torch.no_grad():
-        scale = power_of_two_scale(torch.linalg.vector_norm(v, float("inf"), dim=1, keepdim=True))
+        scale = power_of_two_scale(v.abs().amax(dim=1, keepdim=True))  # (b, 1, m)
     return torch.linalg.vector_norm(v / scale, dim=1, keepdim=True) * scale
 
 
