@@ -35,6 +35,8 @@ def test_registry_keeps_existing_names_and_adds_the_zoo():
     assert {"hamburger", "none", *ZOO} <= set(CONTEXT_BLOCKS)
     with pytest.raises(ValueError, match="unknown context block"):
         create_context_block("transformer", C)
+    with pytest.raises(TypeError, match="context block name must be a str, got NoneType None"):
+        create_context_block(None, C)
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -83,6 +85,40 @@ def test_bad_arguments():
         NonLocal2d(0)
     with pytest.raises(ValueError, match="momentum"):
         EMAttention2d(C, momentum=1.5)
+    # wrong type -> TypeError, right type but bad value -> ValueError, everywhere
+    for factory, error, match in [
+        (lambda: NonLocal2d(16.0), TypeError, "channels must be a positive int, got float 16.0"),
+        (lambda: NonLocal2d(C, reduction=2.0), TypeError, "reduction must be a positive int, got float"),
+        (lambda: NonLocal2d(C, inter_channels=0), ValueError, "inter_channels must be a positive int, got 0"),
+        (lambda: SDPAttention2d(C, heads=2.0), TypeError, "heads must be a positive int, got float 2.0"),
+        (lambda: LinearAttention2d(0), ValueError, "channels must be a positive int, got 0"),
+        (lambda: EMAttention2d(C, bases=8.0), TypeError, "bases must be a positive int, got float 8.0"),
+        (lambda: EMAttention2d(C, stages=0), ValueError, "stages must be a positive int, got 0"),
+        (lambda: EMAttention2d(C, momentum="0.1"), TypeError, "momentum must be a finite number in"),
+        (lambda: EMAttention2d(C, momentum=float("nan")), ValueError, "momentum must be a finite number in"),
+    ]:
+        with pytest.raises(error, match=match):
+            factory()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"kernel_size": 3.0}, TypeError, "kernel_size must be a positive int, got float 3.0"),
+        ({"kernel_size": 2}, ValueError, "kernel_size must be odd, got 2"),
+        ({"dilation": 0}, ValueError, "dilation must be a positive int, got 0"),
+        ({"out_channels": 4.0}, TypeError, "out_channels must be a positive int, got float"),
+        ({"spatial_dims": 2.0}, TypeError, "spatial_dims must be an int, got float 2.0"),
+        ({"spatial_dims": 4}, ValueError, "spatial_dims must be 1, 2 or 3, got 4"),
+        ({"norm_layer": 3}, TypeError, "norm_layer must be a name, a callable or None, got int"),
+    ],
+)
+def test_layer_argument_errors(kwargs, error, match):
+    from hamburger.layers import ConvNormAct
+
+    args = {"in_channels": 4, "out_channels": 4, "kernel_size": 3, **kwargs}
+    with pytest.raises(error, match=match):
+        ConvNormAct(args.pop("in_channels"), args.pop("out_channels"), args.pop("kernel_size"), **args)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +232,41 @@ def test_em_bases_moving_average_in_training_and_frozen_in_eval():
     with torch.no_grad():
         block(_x(seed=1))
     assert torch.equal(block.mu, moved)
+
+
+def _em_final_bases(block: EMAttention2d, x: torch.Tensor) -> torch.Tensor:
+    """The bases after ``stages`` EM iterations, per sample, by the paper's recursion: (B, C, k)."""
+    with torch.no_grad():
+        f = block.conv_in(x).flatten(2)  # (B, C, n)
+        mu = block.mu.expand(x.shape[0], -1, -1)
+        for _ in range(block.stages):
+            z = torch.softmax(f.transpose(1, 2) @ mu, dim=2)
+            mu = F.normalize(f @ (z / (1e-6 + z.sum(1, keepdim=True))), dim=1)
+    return mu
+
+
+@pytest.mark.parametrize("momentum", [0.25, 1.0, 0.0])
+def test_em_momentum_is_the_fraction_of_the_new_bases(momentum):
+    """``momentum`` follows the solvers (and BatchNorm): mu_0 <- normalise((1 - m) mu_0 + m mean_B(mu))."""
+    torch.manual_seed(8)
+    block = EMAttention2d(C, bases=4, stages=2, momentum=momentum)
+    x = _x(b=3)
+    mu0 = block.mu.clone()
+    expected = F.normalize((1 - momentum) * mu0 + momentum * _em_final_bases(block, x).mean(0, keepdim=True), dim=1)
+    block(x)
+    torch.testing.assert_close(block.mu, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_em_default_momentum_is_the_papers_moving_average():
+    """The default keeps the paper's average (0.9 of the old bases), now written as momentum=0.1."""
+    torch.manual_seed(9)
+    block = EMAttention2d(C, bases=4, stages=2)
+    assert block.momentum == 0.1 and "momentum=0.1" in block.extra_repr()
+    x = _x(b=2)
+    mu0 = block.mu.clone()
+    expected = F.normalize(0.9 * mu0 + 0.1 * _em_final_bases(block, x).mean(0, keepdim=True), dim=1)
+    block(x)
+    torch.testing.assert_close(block.mu, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_em_follows_the_em_recursion():

@@ -198,6 +198,17 @@ def test_import_is_light():
         ({"conv_layer": "depthwise"}, ValueError, "unknown conv_layer 'depthwise'"),
         ({"init": "learned"}, ValueError, "init='learned' needs grad_mode='bptt'"),
         ({"grad_mode": "exact"}, ValueError, "grad_mode must be one of"),
+        # a value of the wrong type is a TypeError, in the block as in the solver
+        ({"channels": 16.0}, TypeError, "channels must be a positive int, got float 16.0"),
+        ({"channels": True}, TypeError, "channels must be a positive int, got bool True"),
+        ({"ham_channels": 8.0}, TypeError, "ham_channels must be a positive int, got float 8.0"),
+        ({"rank": 16.0}, TypeError, "rank must be an int >= 1, got float 16.0"),
+        ({"version": 2}, TypeError, r"version must be one of \['v1', 'v2', 'v2\+'\], got int 2"),
+        ({"dual": "yes", "version": "v2+"}, TypeError, "dual must be a bool, got str 'yes'"),
+        ({"gate_init": "0"}, TypeError, "gate_init must be a finite number, got str '0'"),
+        ({"gate_init": float("nan")}, ValueError, "gate_init must be a finite number, got nan"),
+        ({"spatial_dims": "2"}, TypeError, "spatial_dims must be an int, got str '2'"),
+        ({"grad_mode": None}, TypeError, "grad_mode must be one of .*got NoneType None"),
     ],
 )
 def test_bad_construction(kwargs, error, match):

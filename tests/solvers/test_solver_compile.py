@@ -50,3 +50,29 @@ def test_compile_inductor_eval(name):
     x = make_input(name, (2, 8, 4, 4), dtype=torch.float32)
     compiled = torch.compile(ham)
     torch.testing.assert_close(compiled(x), ham(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HAMS)
+def test_compile_inductor_dynamic_train_with_grad(name):
+    """The default backend with dynamic shapes, training mode: values and gradients as eager, on two shapes
+    (the power-of-two rescaling compiles to integer-exact exp2, so the arithmetic is the same)."""
+    from torch._inductor import config as inductor_config
+
+    ham = make(name, grad_mode="bptt" if name == "nmf" else "one_step").train()
+    compiled = torch.compile(ham, dynamic=True)
+    for shape in ((2, 8, 5, 7), (3, 8, 6, 3)):
+        x = make_input(name, shape, dtype=torch.float32)
+        results = []
+        for fn in (ham, compiled):
+            xi = x.clone().requires_grad_(True)
+            torch.manual_seed(4)  # the same random dictionary: inductor draws with torch's RNG here
+            with inductor_config.patch(fallback_random=True):
+                out = fn(xi)
+            results.append((out.detach(), torch.autograd.grad(out.square().sum(), xi)[0]))
+        # inductor fuses and reorders float32 arithmetic; inv_temp = 100 amplifies that rounding in VQ / CD
+        # (as against the float64 reference in test_solver_reference_agreement)
+        scale = 1e-5 if name == "nmf" else 1e-3
+        torch.testing.assert_close(results[1][0], results[0][0], rtol=10 * scale, atol=scale)
+        grad_atol = scale * results[0][1].abs().max().item()
+        torch.testing.assert_close(results[1][1], results[0][1], rtol=10 * scale, atol=grad_atol)

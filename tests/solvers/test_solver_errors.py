@@ -56,9 +56,18 @@ def test_channels_not_divisible_by_groups(name):
         ({"init": "online"}, ValueError, "init='online' needs channels=C"),
         ({"init": "learned", "grad_mode": "bptt"}, ValueError, "init='learned' needs channels=C"),
         ({"init": "online", "channels": 8, "spatial": False}, ValueError, "needs spatial=True"),
-        ({"momentum": 1.5}, ValueError, r"momentum must be in \[0, 1\], got 1.5"),
-        ({"eps": 0.0}, ValueError, "eps must be > 0"),
+        ({"momentum": 1.5}, ValueError, r"momentum must be a finite number in \[0, 1\], got 1.5"),
+        ({"momentum": float("nan")}, ValueError, "momentum must be a finite number in"),
+        ({"momentum": "0.9"}, TypeError, "momentum must be a finite number in .*got str"),
+        ({"eps": 0.0}, ValueError, "eps must be a finite number > 0, got 0.0"),
+        ({"eps": float("inf")}, ValueError, "eps must be a finite number > 0, got inf"),
+        ({"eps": float("nan")}, ValueError, "eps must be a finite number > 0, got nan"),
         ({"spatial": 1}, TypeError, "spatial must be a bool"),
+        ({"check_input": "no"}, TypeError, "check_input must be a bool, got str 'no'"),
+        ({"check_input": 1}, TypeError, "check_input must be a bool, got int 1"),
+        ({"grad_mode": 1}, TypeError, "grad_mode must be one of .*got int 1"),
+        ({"steps": 2.0}, TypeError, "steps must be an int >= 0, got float 2.0"),
+        ({"channels": 8.0, "init": "online"}, TypeError, "channels must be an int >= 1, got float"),
     ],
 )
 def test_bad_options(name, options, error, match):
@@ -69,14 +78,31 @@ def test_bad_options(name, options, error, match):
 @pytest.mark.parametrize(
     ("name", "options", "match"),
     [
-        ("vq", {"inv_temp": 0.0}, "inv_temp must be > 0"),
-        ("cd", {"inv_temp": -1.0}, "inv_temp must be > 0"),
-        ("cd", {"ridge": 0.0}, "ridge must be > 0"),
-        ("cd", {"solve": "inverse"}, "solve must be 'solve' or 'newton_schulz', got 'inverse'"),
+        ("vq", {"inv_temp": 0.0}, "inv_temp must be a finite number > 0, got 0.0"),
+        ("vq", {"inv_temp": float("inf")}, "inv_temp must be a finite number > 0, got inf"),
+        ("cd", {"inv_temp": -1.0}, "inv_temp must be a finite number > 0"),
+        ("cd", {"inv_temp": float("inf")}, "inv_temp must be a finite number > 0, got inf"),
+        ("cd", {"ridge": 0.0}, "ridge must be a finite number > 0"),
+        ("cd", {"ridge": float("inf")}, "ridge must be a finite number > 0, got inf"),
+        ("cd", {"solve": "inverse"}, r"solve must be one of \['solve', 'newton_schulz'\], got 'inverse'"),
     ],
 )
 def test_bad_ham_options(name, options, match):
     with pytest.raises(ValueError, match=match):
+        make(name, **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        ("vq", {"inv_temp": "100"}, "inv_temp must be a finite number > 0, got str '100'"),
+        ("cd", {"ridge": None}, "ridge must be a finite number > 0, got NoneType None"),
+        ("cd", {"solve": 1}, r"solve must be one of \['solve', 'newton_schulz'\], got int 1"),
+        ("nmf", {"rank": 16.0}, "rank must be an int >= 1, got float 16.0"),
+    ],
+)
+def test_wrong_option_types_are_type_errors(name, options, match):
+    with pytest.raises(TypeError, match=match):
         make(name, **options)
 
 
@@ -113,6 +139,33 @@ def test_negative_input_to_nmf():
     assert torch.isfinite(make("nmf", check_input=False)(x)).all()
 
 
+@pytest.mark.parametrize("name", HAMS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_bases(name, value):
+    x = torch.rand(2, 8, 4)
+    bases = torch.rand(2, 8, 4)
+    bases[1, 2, 3] = value
+    with pytest.raises(ValueError, match="bases contains NaN or inf"):
+        make(name)(x, bases=bases)
+    assert torch.isnan(make(name, check_input=False)(x, bases=bases)).any()  # what the check prevents
+
+
+def test_negative_bases_to_nmf():
+    x = torch.rand(2, 8, 4)
+    bases = torch.rand(2, 8, 4)
+    bases[0, 1, 2] = -0.25
+    with pytest.raises(ValueError, match=r"NMF needs non-negative bases \(got min -0.25\)"):
+        make("nmf")(x, bases=bases)
+    # VQ and CD dictionaries are signed
+    assert torch.isfinite(make("vq")(x, bases=bases)).all() and torch.isfinite(make("cd")(x, bases=bases)).all()
+
+
+@pytest.mark.parametrize("name", HAMS)
+def test_integer_bases(name):
+    with pytest.raises(TypeError, match="bases must be a floating-point tensor, got dtype torch.int64"):
+        make(name)(torch.rand(2, 8, 4), bases=torch.ones(2, 8, 4, dtype=torch.int64))
+
+
 def test_online_channels_mismatch():
     ham = make("cd", init="online", channels=8)
     with pytest.raises(ValueError, match=r"x must have 8 channels \(channels=8\), got 16"):
@@ -132,3 +185,5 @@ def test_unknown_ham_name():
     with pytest.raises(TypeError, match="ham must be a solver name .* got int"):
         hb.Hamburger(8, ham=3)
     assert isinstance(hb.create_solver("NMF", rank=2), hb.NMF)
+    with pytest.raises(TypeError, match="ham name must be a str, got int 3"):
+        hb.create_solver(3)

@@ -1,20 +1,12 @@
-"""Shared plumbing of the context-module zoo: argument checks, the token view of a feature map and
-the projections every attention block starts from."""
+"""Shared plumbing of the context-module zoo: the input check of a feature map and the projections
+every attention block starts from."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
 from ..layers import LayerType, get_norm_layer
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is a positive ``int`` (not a bool), else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+from ..utils import check_positive_int
 
 
 def check_feature_map(x: object, channels: int) -> tuple[int, int]:

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import LayerType, get_act_layer, get_norm_layer
-from ._context import check_feature_map, check_positive_int
+from ..solvers.base import average_across_ranks
+from ..utils import check_float, check_positive_int
+from ._context import check_feature_map
 
 
 class EMAttention2d(nn.Module):
@@ -25,14 +27,17 @@ class EMAttention2d(nn.Module):
     The iterations run without gradient; a final differentiable E-step gives ``Z`` and the
     reconstruction ``mu Z^T`` carries gradient to ``W_i`` (the one-step gradient of Hamburger;
     the original stops gradients at ``W_i``). In training the buffer moves towards the batch
-    mean of the final bases, ``mu_0 <- normalise(m mu_0 + (1 - m) mean_B(mu))``; in eval it is
-    fixed, so the block is deterministic.
+    mean of the final bases, ``mu_0 <- normalise((1 - m) mu_0 + m mean_B(mu))``, with the batch mean
+    averaged over the DDP ranks (an all-reduce, as the solvers' online dictionary), so every rank keeps
+    the same buffer; in eval it is fixed, so the block is deterministic.
 
     Args:
         channels: ``C``, input and output channels.
         bases: ``k``, number of bases (64 in the paper).
         stages: EM iterations ``T`` (3 in the paper).
-        momentum: ``m`` of the moving average of ``mu_0`` (0.9 in the paper).
+        momentum: ``m``, the fraction of the new value in the moving average of ``mu_0`` (the
+            PyTorch BatchNorm convention, as the solvers' ``momentum``). The default 0.1 is the
+            paper's moving average (which keeps 0.9 of the old value).
         norm_layer: norm after ``W_o``.
         out_act: activation after the residual sum (ReLU in the paper).
 
@@ -46,7 +51,7 @@ class EMAttention2d(nn.Module):
         *,
         bases: int = 64,
         stages: int = 3,
-        momentum: float = 0.9,
+        momentum: float = 0.1,
         norm_layer: LayerType = "batch",
         out_act: LayerType = "relu",
         device=None,
@@ -56,9 +61,7 @@ class EMAttention2d(nn.Module):
         self.channels = check_positive_int("channels", channels)
         self.num_bases = check_positive_int("bases", bases)
         self.stages = check_positive_int("stages", stages)
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = check_float("momentum", momentum, low=0, high=1)
         dd = {"device": device, "dtype": dtype}
         self.conv_in = nn.Conv2d(channels, channels, 1, bias=True, **dd)
         self.conv_out = nn.Conv2d(channels, channels, 1, bias=False, **dd)
@@ -91,8 +94,8 @@ class EMAttention2d(nn.Module):
                 mu = F.normalize(torch.bmm(feats, z), dim=1)  # (B, C, k)
         if self.training:
             with torch.no_grad():
-                update = mu.mean(dim=0, keepdim=True).to(self.mu.dtype)
-                self.mu.mul_(self.momentum).add_(update, alpha=1.0 - self.momentum)
+                update = average_across_ranks(mu.mean(dim=0, keepdim=True).to(self.mu.dtype))
+                self.mu.mul_(1.0 - self.momentum).add_(update, alpha=self.momentum)
                 self.mu.copy_(F.normalize(self.mu, dim=1))
         z = self._e_step(feats, mu)
         recon = F.relu(torch.bmm(mu, z.transpose(1, 2))).reshape(x.shape)  # (B, C, n)

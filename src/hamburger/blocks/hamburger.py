@@ -23,6 +23,20 @@ from .options import INHERIT, HamOptions
 Version = Literal["v1", "v2", "v2+"]
 
 
+def _conv_input(x: Tensor) -> Tensor:
+    """The ham's output as a convolution input; under ``torch.compile`` a channels-last copy for 2D maps.
+
+    Inductor with dynamic shapes fails to lower a convolution whose input is a view of a ``bmm`` output
+    (the ham's ``D C`` reshaped to ``(B, C, H, W)``) that is also saved for backward: sorting its symbolic
+    channels-last strides raises ``cannot determine truth value of Relational`` (pytorch/pytorch#185510).
+    A channels-last copy is not a view, and it is the layout inductor gives the convolution anyway; eager
+    mode is left as it is.
+    """
+    if x.dim() == 4 and torch.compiler.is_compiling():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 class Hamburger(nn.Module):
     """Global context by low-rank recovery, a drop-in residual block.
 
@@ -190,7 +204,7 @@ class Hamburger(nn.Module):
         if self.fold_upper:
             branch = self._folded_upper(branch)
         else:
-            branch = self.upper_bread(self.cheese(self._ham(branch)))
+            branch = self.upper_bread(self.cheese(_conv_input(self._ham(branch))))
         branch = self.upper_norm(branch)
         if self.coef_ham is not None:
             branch = self.coef_ham * branch

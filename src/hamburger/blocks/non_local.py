@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import LayerType, get_norm_layer
-from ._context import check_feature_map, check_positive_int
+from ..utils import check_positive_int
+from ._context import check_feature_map
 
 
 class NonLocal2d(nn.Module):

@@ -38,6 +38,8 @@ CONTEXT_BLOCKS: dict[str, Callable[..., nn.Module]] = {
 
 def create_context_block(name: str, channels: int, **kwargs) -> nn.Module:
     """Build a context block by name; ``kwargs`` go to the block's constructor."""
+    if not isinstance(name, str):
+        raise TypeError(f"context block name must be a str, got {type(name).__name__} {name!r}")
     if name not in CONTEXT_BLOCKS:
         raise ValueError(f"unknown context block {name!r}; choose from {sorted(CONTEXT_BLOCKS)}")
     return CONTEXT_BLOCKS[name](channels, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..utils import check_positive_int
 from .create_layer import LayerType, get_act_layer, get_conv_layer, get_norm_layer
 
 
@@ -32,7 +33,10 @@ class ConvNormAct(nn.Sequential):
         device=None,
         dtype=None,
     ) -> None:
-        if kernel_size % 2 != 1:
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("dilation", dilation)
+        if check_positive_int("kernel_size", kernel_size) % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         dd = {"device": device, "dtype": dtype}
         has_norm = norm_layer is not None and norm_layer != "none"

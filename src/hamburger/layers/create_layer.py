@@ -15,6 +15,8 @@ from collections.abc import Callable
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..utils import check_int
+
 LayerType = str | type[nn.Module] | Callable[..., nn.Module] | None
 
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -29,6 +31,7 @@ _ACTS: dict[str, Callable[[], nn.Module]] = {
 
 
 def _check_dims(spatial_dims: int) -> int:
+    check_int("spatial_dims", spatial_dims)
     if spatial_dims not in _CONVS:
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
     return spatial_dims

@@ -12,7 +12,9 @@ SOLVERS: dict[str, type[MatrixDecomposition]] = {"nmf": NMF, "vq": VQ, "cd": CD}
 
 def create_solver(name: str, **kwargs) -> MatrixDecomposition:
     """Build a solver by name (``"nmf"``, ``"vq"``, ``"cd"``, case-insensitive)."""
-    if not isinstance(name, str) or name.lower() not in SOLVERS:
+    if not isinstance(name, str):
+        raise TypeError(f"ham name must be a str, got {type(name).__name__} {name!r}")
+    if name.lower() not in SOLVERS:
         raise ValueError(f"unknown ham {name!r}; choose from {sorted(SOLVERS)}")
     return SOLVERS[name.lower()](**kwargs)
 

@@ -27,18 +27,14 @@ def _hash32(index: Tensor, seed: int) -> Tensor:
     return h ^ (h >> 16)
 
 
-def hashed_uniform(
-    shape: tuple[int, ...], *, seed: int = 0, device=None, dtype=torch.float32
-) -> Tensor:
+def hashed_uniform(shape: tuple[int, ...], *, seed: int = 0, device=None, dtype=torch.float32) -> Tensor:
     """Deterministic numbers in (0, 1) of the given shape (24-bit resolution)."""
     index = torch.arange(math.prod(shape), device=device, dtype=torch.int64)
     bits = _hash32(index, seed) >> 8
     return ((bits.to(torch.float32) + 0.5) / float(1 << 24)).to(dtype).reshape(shape)
 
 
-def hashed_normal(
-    shape: tuple[int, ...], *, seed: int = 0, device=None, dtype=torch.float32
-) -> Tensor:
+def hashed_normal(shape: tuple[int, ...], *, seed: int = 0, device=None, dtype=torch.float32) -> Tensor:
     """Deterministic standard-normal numbers (Box-Muller on two hashed uniform streams)."""
     u1 = hashed_uniform(shape, seed=2 * seed + 1, device=device, dtype=torch.float32)
     u2 = hashed_uniform(shape, seed=2 * seed + 2, device=device, dtype=torch.float32)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils import check_choice, check_float, check_int
 from ._init import draw_bases
 
 GradMode = Literal["one_step", "bptt", "truncated"]
@@ -29,25 +30,12 @@ INIT_MODES = ("random", "online", "learned")
 EVAL_INITS = ("fixed", "random")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-    return value
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _detach(value):
-    """Detach a tensor, or each tensor of a tuple (codes may travel with cached products)."""
-    if value is None or isinstance(value, Tensor):
-        return None if value is None else value.detach()
-    return tuple(_detach(v) for v in value)
+def average_across_ranks(tensor: Tensor) -> Tensor:
+    """Replace ``tensor`` in place by its mean over the DDP ranks (all-reduce); unchanged outside DDP."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor)
+        tensor /= dist.get_world_size()
+    return tensor
 
 
 def _is_tracing() -> bool:
@@ -92,10 +80,12 @@ class MatrixDecomposition(nn.Module):
             same input gives the same output on every call and batch position, and the global
             RNG is untouched; ``"random"`` redraws as the official code does.
         channels: ``C``, required for ``init="online"`` and ``"learned"`` (the buffer shape).
-        momentum: ``eta``, EMA rate of the online dictionary (``ETA``).
+        momentum: ``eta``, the fraction of the new value in the moving average of the online dictionary,
+            ``D <- normalize(D + eta (mean_B(D_K) - D))`` (the PyTorch BatchNorm convention; official ``ETA``).
         eps: added to denominators (official 1e-6).
-        check_input: validate values (finite; non-negative for NMF). Costs one reduction per
-            forward; skipped automatically under ``torch.compile`` / ``torch.export``.
+        check_input: validate the values of ``x`` and of a given ``bases`` (finite; non-negative for
+            NMF); a bool. Costs one reduction per forward; skipped automatically under
+            ``torch.compile`` / ``torch.export``.
 
     Shape:
         ``x``: ``(B, C, *spatial)`` with 1 to 3 spatial dims; output has the same shape and
@@ -123,28 +113,26 @@ class MatrixDecomposition(nn.Module):
         check_input: bool = True,
     ) -> None:
         super().__init__()
-        self.rank = _check_int("rank", rank, 1)
-        self.steps = _check_int("steps", steps, 0)
-        self.eval_steps = self.steps if eval_steps is None else _check_int("eval_steps", eval_steps, 0)
-        self.groups = _check_int("groups", groups, 1)
-        self.grad_steps = _check_int("grad_steps", grad_steps, 1)
-        self.grad_mode = _check_choice("grad_mode", grad_mode, GRAD_MODES)
-        self.init = _check_choice("init", init, INIT_MODES)
-        self.eval_init = _check_choice("eval_init", eval_init, EVAL_INITS)
+        self.rank = check_int("rank", rank, 1)
+        self.steps = check_int("steps", steps, 0)
+        self.eval_steps = self.steps if eval_steps is None else check_int("eval_steps", eval_steps, 0)
+        self.groups = check_int("groups", groups, 1)
+        self.grad_steps = check_int("grad_steps", grad_steps, 1)
+        self.grad_mode = check_choice("grad_mode", grad_mode, GRAD_MODES)
+        self.init = check_choice("init", init, INIT_MODES)
+        self.eval_init = check_choice("eval_init", eval_init, EVAL_INITS)
         if not isinstance(spatial, bool):
-            raise TypeError(f"spatial must be a bool, got {spatial!r}")
+            raise TypeError(f"spatial must be a bool, got {type(spatial).__name__} {spatial!r}")
         self.spatial = spatial
-        if not (0.0 <= float(momentum) <= 1.0):
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
-        if not float(eps) > 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.eps = float(eps)
-        self.check_input = bool(check_input)
+        self.momentum = check_float("momentum", momentum, low=0, high=1)
+        self.eps = check_float("eps", eps, low=0, low_open=True)
+        if not isinstance(check_input, bool):
+            raise TypeError(f"check_input must be a bool, got {type(check_input).__name__} {check_input!r}")
+        self.check_input = check_input
         self.channels = channels
         if init == "random":
             if channels is not None:
-                _check_int("channels", channels, 1)
+                check_int("channels", channels, 1)
             self.register_buffer("bases", None)
             return
         if not spatial:
@@ -154,7 +142,7 @@ class MatrixDecomposition(nn.Module):
             )
         if channels is None:
             raise ValueError(f"init={init!r} needs channels=C to create its (groups, C // groups, rank) dictionary")
-        _check_int("channels", channels, 1)
+        check_int("channels", channels, 1)
         if channels % groups:
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
         if init == "learned" and grad_mode != "bptt":
@@ -170,20 +158,36 @@ class MatrixDecomposition(nn.Module):
             self.bases = nn.Parameter(bases)
 
     # ------------------------------------------------------------------ kernels (subclasses)
-    def init_coef(self, x: Tensor, bases: Tensor):
-        """Codes before the first step, ``(b, n, r)`` (or a tuple with cached products that
-        ``step`` / ``final_coef`` understand); ``None`` where the steps ignore them."""
-        return None
+    # The protocol: ``data = prepare(x)`` once per forward, codes ``C_0 = init_coef(data, D_0)``,
+    # ``(D_1, C_1) = start(data, D_0)``, then ``(D_k, C_k) = step(data, D_{k-1}, C_{k-1})`` and the code step
+    # ``C* = final_coef(data, D_K, C_K)``. Codes are always a tensor ``(b, n, r)`` or ``None``; whatever a solver
+    # computes once per forward (normalised tokens, scales) travels in ``data``.
+    def prepare(self, x: Tensor) -> Any:
+        """Per-forward constants of ``x`` (b, d, n) that ``step`` and ``final_coef`` receive as ``data``.
 
-    def prepare(self, x: Tensor):
-        """What ``step`` receives as its data: ``x`` itself, or constants derived from it once per forward."""
+        Runs with autograd on only when some step is differentiable; ``final_coef`` may read from ``data``
+        only ``x`` itself and values it treats as constants. The default is ``x``.
+        """
         return x
 
-    def step(self, data, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+    def init_coef(self, data: Any, bases: Tensor) -> Tensor | None:
+        """Codes ``C_0`` before the first step, ``(b, n, r)``; ``None`` where the steps ignore them."""
+        return None
+
+    def start(self, data: Any, bases: Tensor) -> tuple[Tensor, Tensor]:
+        """The initial codes and the first step, ``step(data, D_0, init_coef(data, D_0))``.
+
+        Both always run in the same autograd mode, so a solver may share work between them here
+        (NMF computes ``X^T D_0`` once for its initial codes and its first code update).
+        """
+        return self.step(data, bases, self.init_coef(data, bases))
+
+    def step(self, data: Any, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
         """One solver iteration on ``data = prepare(x)``; returns the new bases and codes."""
         raise NotImplementedError
 
-    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
+    def final_coef(self, data: Any, bases: Tensor, coef: Tensor | None) -> Tensor:
+        """The code step that carries the one-step gradient: codes ``C^T`` of ``X`` for the final dictionary."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ the algorithm
@@ -204,19 +208,18 @@ class MatrixDecomposition(nn.Module):
         steps = self.steps if self.training else self.eval_steps
         k = self.num_grad_steps(steps)
         grad = torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad and k == steps):
-            coef = self.init_coef(x, bases)
         with torch.set_grad_enabled(grad and k > 0):
-            data = self.prepare(x)  # per-forward constants of the steps (e.g. normalised x)
-        with torch.no_grad():
-            for _ in range(steps - k):
-                bases, coef = self.step(data, bases, coef)
-        for _ in range(k):
-            bases, coef = self.step(data, bases, coef)
+            data = self.prepare(x)
+        if steps == 0:  # the code step alone; under the one-step gradient C_0 enters it as a constant
+            with torch.set_grad_enabled(grad and self.grad_mode != "one_step"):
+                coef = self.init_coef(data, bases)
+        for i in range(steps):  # the first steps - k without gradient, the last k with it
+            with torch.set_grad_enabled(grad and i >= steps - k):
+                bases, coef = self.start(data, bases) if i == 0 else self.step(data, bases, coef)
         if self.grad_mode == "one_step":  # the dictionary and codes enter the code step as constants
             bases = bases.detach()
-            coef = _detach(coef)
-        return bases, self.final_coef(x, bases, coef)
+            coef = None if coef is None else coef.detach()
+        return bases, self.final_coef(data, bases, coef)
 
     # ------------------------------------------------------------------ plumbing
     def _matrix_shape(self, x: Tensor) -> tuple[int, int, int]:
@@ -229,9 +232,7 @@ class MatrixDecomposition(nn.Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if not 3 <= x.dim() <= 5:
-            raise ValueError(
-                f"x must have shape (B, C, N), (B, C, H, W) or (B, C, T, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must have shape (B, C, N), (B, C, H, W) or (B, C, T, H, W), got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
         if x.shape[1] % self.groups:
@@ -245,6 +246,8 @@ class MatrixDecomposition(nn.Module):
         if bases is not None:
             if not isinstance(bases, Tensor):
                 raise TypeError(f"bases must be a torch.Tensor, got {type(bases).__name__}")
+            if not bases.is_floating_point():
+                raise TypeError(f"bases must be a floating-point tensor, got dtype {bases.dtype}")
             b, d, _ = self._matrix_shape(x)
             expected_shape = (b, d, self.rank)
             if tuple(bases.shape) != expected_shape:
@@ -253,18 +256,17 @@ class MatrixDecomposition(nn.Module):
                     f"{expected_shape} for x of shape {tuple(x.shape)}, got {tuple(bases.shape)}"
                 )
         if self.check_input and x.device.type != "meta" and not _is_tracing():
-            self._check_values(x)
+            self._check_values("x", x, "apply ReLU first, as the Hamburger block does before NMF")
+            if bases is not None:
+                self._check_values("bases", bases, "the multiplicative updates keep the signs of the dictionary")
 
-    def _check_values(self, x: Tensor) -> None:
+    def _check_values(self, name: str, value: Tensor, hint: str) -> None:
         with torch.no_grad():  # one pass: NaN propagates through min/max, inf shows in them
-            low, high = torch.stack(torch.aminmax(x)).tolist()
+            low, high = torch.stack(torch.aminmax(value)).tolist()
         if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError("x contains NaN or inf; the decomposition needs finite input")
+            raise ValueError(f"{name} contains NaN or inf; the decomposition needs finite input")
         if self.needs_nonnegative and low < 0:
-            raise ValueError(
-                f"{type(self).__name__} needs non-negative x (got min {low:.3g}); "
-                "apply ReLU first, as the Hamburger block does before NMF"
-            )
+            raise ValueError(f"{type(self).__name__} needs non-negative {name} (got min {low:.3g}); {hint}")
 
     def _initial_bases(self, x: Tensor, batch: int, bases: Tensor | None) -> Tensor:
         b, d, _ = x.shape
@@ -282,10 +284,7 @@ class MatrixDecomposition(nn.Module):
     @torch.no_grad()
     def online_update(self, bases: Tensor) -> None:
         """EMA step of the online dictionary towards the batch mean of ``bases`` (B*S, d, r)."""
-        update = bases.reshape(-1, *self.bases.shape).mean(dim=0).to(self.bases.dtype)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(update)
-            update /= dist.get_world_size()
+        update = average_across_ranks(bases.reshape(-1, *self.bases.shape).mean(dim=0).to(self.bases.dtype))
         self.bases.add_(update - self.bases, alpha=self.momentum)
         self.bases.copy_(F.normalize(self.bases, dim=1))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils import check_choice, check_float
 from . import functional as MF
 from .base import MatrixDecomposition
 
@@ -43,25 +43,19 @@ class CD(MatrixDecomposition):
         **kwargs,
     ) -> None:
         super().__init__(rank, **kwargs)
-        if not float(inv_temp) > 0:
-            raise ValueError(f"inv_temp must be > 0, got {inv_temp}")
-        if not float(ridge) > 0:
-            raise ValueError(f"ridge must be > 0 (it keeps the r x r system invertible), got {ridge}")
-        if solve not in ("solve", "newton_schulz"):
-            raise ValueError(f"solve must be 'solve' or 'newton_schulz', got {solve!r}")
-        self.inv_temp = float(inv_temp)
-        self.ridge = float(ridge)
-        self.solve = solve
+        self.inv_temp = check_float("inv_temp", inv_temp, low=0, low_open=True)
+        self.ridge = check_float("ridge", ridge, low=0, low_open=True)  # keeps the r x r system invertible
+        self.solve = check_choice("solve", solve, ("solve", "newton_schulz"))
 
-    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x, F.normalize(x, dim=1)  # the cosine needs normalised tokens; they do not change
+    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return (x, *MF.normalize_tokens(x))  # the cosine needs unit tokens; they do not change
 
-    def step(self, data: tuple[Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, std_x = data
+    def step(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        x, std_x, _ = data
         return MF.cd_step(x, bases, self.inv_temp, self.eps, std_x=std_x)
 
-    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
-        return MF.ridge_coef(x, bases, self.ridge, method=self.solve)
+    def final_coef(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> Tensor:
+        return MF.ridge_coef(data[0], bases, self.ridge, method=self.solve)
 
     def _extra_options(self) -> list[str]:
         opts = [f"inv_temp={self.inv_temp}", f"ridge={self.ridge}"]

@@ -15,6 +15,8 @@ so the in-place and out-of-place paths give bit-identical results.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,7 +27,7 @@ def _xt_bases(x: Tensor, bases: Tensor) -> Tensor:
     return torch.bmm(x.transpose(1, 2), bases)
 
 
-def _mu(value: Tensor, numerator: Tensor, denominator: Tensor, eps: float) -> Tensor:
+def _mu(value: Tensor, numerator: Tensor, denominator: Tensor, eps: float | Tensor) -> Tensor:
     """Multiplicative update ``value * numerator / (denominator + eps)`` (official order)."""
     if torch.is_grad_enabled():
         return value * numerator / (denominator + eps)
@@ -38,21 +40,26 @@ def softmax_coef(x: Tensor, bases: Tensor, inv_temp: float) -> Tensor:
 
 
 def nmf_coef_step(
-    x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6, *, numerator: Tensor | None = None
+    x: Tensor, bases: Tensor, coef: Tensor, eps: float | Tensor = 1e-6, *, numerator: Tensor | None = None
 ) -> Tensor:
     """Lee-Seung update of the codes: ``C <- C * (D^T X) / (D^T D C + eps)``.
 
     ``numerator`` may pass in ``X^T D`` when it was already computed for these bases (it is then
-    consumed: overwritten in place when autograd is off).
+    consumed: overwritten in place when autograd is off). ``eps`` may be a ``(b, 1, 1)`` tensor.
     """
     numerator = _xt_bases(x, bases) if numerator is None else numerator  # (b, n, r)
     denominator = torch.bmm(coef, torch.bmm(bases.transpose(1, 2), bases))  # (b, n, r)
     return _mu(coef, numerator, denominator, eps)
 
 
-def nmf_bases_step(x: Tensor, bases: Tensor, coef: Tensor, eps: float = 1e-6) -> Tensor:
-    """Lee-Seung update of the dictionary: ``D <- D * (X C^T) / (D C C^T + eps)``."""
-    numerator = torch.bmm(x, coef)  # (b, d, n) @ (b, n, r) -> (b, d, r)
+def nmf_bases_step(
+    x: Tensor, bases: Tensor, coef: Tensor, eps: float | Tensor = 1e-6, *, numerator: Tensor | None = None
+) -> Tensor:
+    """Lee-Seung update of the dictionary: ``D <- D * (X C^T) / (D C C^T + eps)``.
+
+    ``numerator`` may pass in ``X C^T`` (consumed like ``nmf_coef_step``'s).
+    """
+    numerator = torch.bmm(x, coef) if numerator is None else numerator  # (b, d, n) @ (b, n, r) -> (b, d, r)
     denominator = torch.bmm(bases, torch.bmm(coef.transpose(1, 2), coef))  # (b, d, r)
     return _mu(bases, numerator, denominator, eps)
 
@@ -64,6 +71,53 @@ def nmf_step(
     coef = nmf_coef_step(x, bases, coef, eps, numerator=numerator)
     bases = nmf_bases_step(x, bases, coef, eps)
     return bases, coef
+
+
+def power_of_two_scale(magnitude: Tensor) -> Tensor:
+    """``2^ceil(log2 m)`` elementwise: the power of two at or above ``m > 0``.
+
+    The exponent is clamped so that the scale and its inverse are normal numbers of the dtype (``m = 0``
+    gets the smallest, harmless since ``0 / s = 0``). Dividing or multiplying by it is exact in floating
+    point (barring underflow to subnormals), which is what lets the solvers work on ``X / s`` and reproduce
+    the unscaled arithmetic bit for bit. Four elementwise ops: it runs on small tensors in the inner loop.
+    """
+    limit = float(math.floor(math.log2(torch.finfo(magnitude.dtype).max)) - 1)  # 126 for float32
+    return torch.exp2(torch.log2(magnitude).ceil_().clamp_(-limit, limit))
+
+
+def column_norm(v: Tensor) -> Tensor:
+    """L2 norms of the columns (over dim 1), ``(b, 1, m)``, for any finite scale of ``v``.
+
+    ``v.norm(dim=1)`` squares the entries and overflows from about 1e19 in float32. Here each column is
+    first divided by the power of two at or above its largest entry (exact), so the result equals
+    ``v.norm(dim=1, keepdim=True)`` bit for bit wherever that does not overflow. For small tensors (bases).
+    """
+    with torch.no_grad():
+        scale = power_of_two_scale(v.abs().amax(dim=1, keepdim=True))  # (b, 1, m)
+    return torch.linalg.vector_norm(v / scale, dim=1, keepdim=True) * scale
+
+
+def normalize(v: Tensor, eps: float = 1e-12) -> Tensor:
+    """``F.normalize(v, dim=1, eps=eps)`` with the overflow-safe :func:`column_norm`."""
+    return v / column_norm(v).clamp_min(eps)
+
+
+def normalize_tokens(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Unit tokens ``X / max(||X||, 1e-12)`` and the token norms ``||X||``: ``(b, d, n)`` and ``(b, 1, n)``.
+
+    The same values as ``F.normalize(x, dim=1)`` and ``x.norm(dim=1, keepdim=True)`` wherever the squares
+    do not overflow, for any finite scale: each matrix is divided by the power of two at or above its
+    largest magnitude first (exact), at the cost of one elementwise pass.
+    """
+    with torch.no_grad():
+        magnitude = torch.maximum(x.amax(dim=(1, 2), keepdim=True), -x.amin(dim=(1, 2), keepdim=True))
+        inv_scale = 1.0 / power_of_two_scale(magnitude)  # (b, 1, 1)
+        floor = (1e-12 * inv_scale).clamp_min(torch.finfo(x.dtype).tiny)  # F.normalize's eps, scaled
+    scaled = x * inv_scale
+    norm = torch.linalg.vector_norm(scaled, dim=1, keepdim=True)  # ||X|| / s
+    if torch.is_grad_enabled():
+        return scaled / norm.clamp_min(floor), norm / inv_scale
+    return scaled.div_(norm.clamp_min(floor)), norm.div_(inv_scale)
 
 
 def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float) -> Tensor:
@@ -82,20 +136,24 @@ def vq_step(
 
     ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
     """
-    std_x = F.normalize(x, dim=1) if std_x is None else std_x
-    coef = _assign(std_x, F.normalize(bases, dim=1, eps=eps), inv_temp, eps)
+    std_x = normalize_tokens(x)[0] if std_x is None else std_x
+    coef = _assign(std_x, normalize(bases, eps), inv_temp, eps)
     return torch.bmm(x, coef), coef
 
 
-def vq_coef(x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6) -> Tensor:
+def vq_coef(
+    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6, *, norm: Tensor | None = None
+) -> Tensor:
     """VQ's differentiable code step: ``softmax(inv_temp * cos(X, D))`` over r.
 
-    As in the official code the column norms of ``x`` are treated as constants.
+    As in the official code the column norms of ``x`` are treated as constants; ``norm``
+    (``(b, 1, n)``, e.g. from :func:`normalize_tokens`) may pass them in.
     """
-    with torch.no_grad():
-        norm = x.norm(dim=1, keepdim=True)  # (b, 1, n)
-    std_x = x / (eps + norm)
-    return F.softmax(inv_temp * _xt_bases(std_x, F.normalize(bases, dim=1, eps=eps)), dim=-1)
+    if norm is None:
+        with torch.no_grad():
+            norm = normalize_tokens(x)[1]
+    std_x = x / (eps + norm.detach())
+    return F.softmax(inv_temp * _xt_bases(std_x, normalize(bases, eps)), dim=-1)
 
 
 def cd_step(
@@ -105,14 +163,12 @@ def cd_step(
 
     ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
     """
-    std_x = F.normalize(x, dim=1) if std_x is None else std_x
+    std_x = normalize_tokens(x)[0] if std_x is None else std_x
     coef = _assign(std_x, bases, inv_temp, eps)
-    return F.normalize(torch.bmm(x, coef), dim=1, eps=eps), coef
+    return normalize(torch.bmm(x, coef), eps), coef
 
 
-def ridge_coef(
-    x: Tensor, bases: Tensor, ridge: float = 0.1, *, method: str = "solve", iters: int = 30
-) -> Tensor:
+def ridge_coef(x: Tensor, bases: Tensor, ridge: float = 0.1, *, method: str = "solve", iters: int = 30) -> Tensor:
     """CD's code step, the ridge least-squares solution ``C^T = X^T D (D^T D + ridge I)^-1``.
 
     ``method="solve"`` uses ``torch.linalg.solve`` on the r x r system (no explicit inverse).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..utils import check_float
 from . import functional as MF
 from .base import MatrixDecomposition
 
@@ -29,19 +29,18 @@ class VQ(MatrixDecomposition):
 
     def __init__(self, rank: int = 64, *, inv_temp: float = 100.0, **kwargs) -> None:
         super().__init__(rank, **kwargs)
-        if not float(inv_temp) > 0:
-            raise ValueError(f"inv_temp must be > 0, got {inv_temp}")
-        self.inv_temp = float(inv_temp)
+        self.inv_temp = check_float("inv_temp", inv_temp, low=0, low_open=True)
 
-    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x, F.normalize(x, dim=1)  # the cosine needs normalised tokens; they do not change
+    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return (x, *MF.normalize_tokens(x))  # the cosine needs unit tokens; they do not change
 
-    def step(self, data: tuple[Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, std_x = data
+    def step(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        x, std_x, _ = data
         return MF.vq_step(x, bases, self.inv_temp, self.eps, std_x=std_x)
 
-    def final_coef(self, x: Tensor, bases: Tensor, coef: Tensor | None) -> Tensor:
-        return MF.vq_coef(x, bases, self.inv_temp, self.eps)
+    def final_coef(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> Tensor:
+        x, _, norm = data
+        return MF.vq_coef(x, bases, self.inv_temp, self.eps, norm=norm)
 
     def _extra_options(self) -> list[str]:
         return [f"inv_temp={self.inv_temp}"]
