@@ -45,6 +45,8 @@ class EMAttention2d(nn.Module):
         ``(B, C, H, W)`` -> same shape.
     """
 
+    mu: Tensor  # buffer (1, C, k), registered in __init__
+
     def __init__(
         self,
         channels: int,
@@ -77,6 +79,7 @@ class EMAttention2d(nn.Module):
             self.mu.copy_(F.normalize(self.mu, dim=1))
         for conv in (self.conv_in, self.conv_out):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        assert self.conv_in.bias is not None  # built with bias=True
         nn.init.zeros_(self.conv_in.bias)
 
     @staticmethod

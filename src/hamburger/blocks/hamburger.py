@@ -8,7 +8,7 @@ and ``gan/HamGAN/ops.py`` (spectral-norm breads, zero-initialised residual scale
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -125,13 +125,13 @@ class Hamburger(nn.Module):
         self.lower_act = nn.ReLU() if solver.needs_nonnegative else nn.Identity()
         self.ham = solver
         if dual:
-            self.ham_channel = copy.deepcopy(solver)
+            self.ham_channel: MatrixDecomposition | None = copy.deepcopy(solver)
             self.ham_channel.spatial = False
         else:
             self.ham_channel = None
 
         if version == "v1":
-            self.cheese = nn.Identity()
+            self.cheese: nn.Module = nn.Identity()
             upper_in = width
             self.upper_norm = get_norm_layer(norm_layer, spatial_dims)(channels, **dd)
         else:
@@ -183,7 +183,7 @@ class Hamburger(nn.Module):
     def _folded_upper(self, branch: Tensor) -> Tensor:
         """``upper_bread(ham(branch))`` computed as ``(W_u D) C`` from the ham's factors."""
         bases, coef = self.ham.factors(branch)  # (B*S, d, r), (B*S, n, r), float32 for half input
-        weight = self.upper_bread.weight
+        weight = cast(Tensor, self.upper_bread.weight)  # fold_upper: a plain 1x1 convolution
         bases, coef = bases.to(weight.dtype), coef.to(weight.dtype)  # what the conv would see
         b, s = branch.shape[0], self.ham.groups
         d, r, n = bases.shape[1], bases.shape[2], coef.shape[1]

@@ -68,8 +68,9 @@ class NonLocal2d(nn.Module):
         weight = getattr(self.norm, "weight", None)
         if self.zero_init and isinstance(weight, Tensor):
             nn.init.zeros_(weight)
-            if isinstance(getattr(self.norm, "bias", None), Tensor):
-                nn.init.zeros_(self.norm.bias)
+            bias = getattr(self.norm, "bias", None)
+            if isinstance(bias, Tensor):
+                nn.init.zeros_(bias)
 
     def forward(self, x: Tensor) -> Tensor:
         check_feature_map(x, self.channels)

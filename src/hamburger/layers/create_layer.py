@@ -48,7 +48,7 @@ def get_norm_layer(norm_layer: LayerType, spatial_dims: int = 2) -> Callable[...
     if norm_layer is None or norm_layer == "none":
         return lambda num_channels, **kwargs: nn.Identity()
     if isinstance(norm_layer, str):
-        table = {"batch": _BATCH_NORMS[spatial_dims], "group": group_norm}
+        table: dict[str, Callable[..., nn.Module]] = {"batch": _BATCH_NORMS[spatial_dims], "group": group_norm}
         if norm_layer not in table:
             choices = sorted(table) + ["none"]
             raise ValueError(f"unknown norm_layer {norm_layer!r}; choose from {choices} or pass a callable")

@@ -94,10 +94,12 @@ class NMF(MatrixDecomposition):
         # C_0 (X'^T D_0) / (C_0 D_0^T D_0 + eps) is C_1' = C_1 / s exactly: no need to form C_0' = C_0 / s
         return self._update(data, bases, coef, logits, self.eps)
 
-    def step(self, data: NMFData, bases: Tensor, coef: Tensor) -> tuple[Tensor, Tensor]:
+    def step(self, data: NMFData, bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        assert coef is not None  # init_coef always gives NMF codes
         return self._update(data, bases, coef, self._xt_bases(data, bases), data.coef_eps)
 
-    def final_coef(self, data: NMFData, bases: Tensor, coef: Tensor) -> Tensor:
+    def final_coef(self, data: NMFData, bases: Tensor, coef: Tensor | None) -> Tensor:
+        assert coef is not None  # init_coef always gives NMF codes
         # C' (X^T D) / (C' D^T D + eps / s) is the code update of X with C = s C' (the codes of X, not X')
         numerator = torch.bmm(data.x.transpose(1, 2), bases)  # X^T D
         return MF.nmf_coef_step(data.x, bases, coef, data.coef_eps, numerator=numerator)

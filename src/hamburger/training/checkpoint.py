@@ -205,7 +205,7 @@ class RunCheckpoint(ModelCheckpoint):
         """Rank 0: refuse, clear or prune the folder; returns an error message or ``None``."""
         steps, lasts = self._our_files()
         resumed = trainer.ckpt_path is not None and os.path.realpath(os.path.dirname(os.fspath(trainer.ckpt_path)))
-        resumed_here = bool(resumed) and resumed == os.path.realpath(self.dirpath)
+        resumed_here = bool(resumed) and self.dirpath is not None and resumed == os.path.realpath(self.dirpath)
         if not resumed_here:
             if not (steps or lasts):
                 return None
@@ -224,6 +224,7 @@ class RunCheckpoint(ModelCheckpoint):
             return None
         if not self._restored_here or self.save_top_k == -1:
             return None  # without the restored bookkeeping we cannot tell stale files from kept ones
+        assert trainer.ckpt_path is not None  # resumed_here implies it
         keep = {self.best_model_path, self.last_model_path, self.kth_best_model_path, *self.best_k_models}
         keep = {os.path.realpath(p) for p in keep if p} | {os.path.realpath(os.fspath(trainer.ckpt_path))}
         stale = [p for p in steps if os.path.realpath(p) not in keep]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ def build_optimizer(
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=cast(tuple[float, float], tuple(betas)))
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
@@ -165,7 +166,7 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step ``LambdaLR`` with one :class:`WarmupPoly` per group; ``min_lr`` is absolute (mmseg ``PolyLR``),
     so each group decays from its own base LR to ``min_lr``."""
-    factors = []
+    factors: list[Callable[[int], float]] = []
     for group in optimizer.param_groups:
         base = group.get("initial_lr", group["lr"])
         min_ratio = min_lr / base if base > 0 else 0.0

@@ -30,8 +30,8 @@ from __future__ import annotations
 import logging
 import random
 import signal
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ class ResumableTrainSampler(DistributedSampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator()
         g.manual_seed(_seed_of(self.seed, self.epoch))
-        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        order = torch.randperm(len(cast(Sized, self.dataset)), generator=g).tolist()
         pad = self.total_size - len(order)
         order += (order * (pad // max(len(order), 1) + 1))[:pad]
         positions = range(self.rank, self.total_size, self.num_replicas)
@@ -93,11 +93,11 @@ class EvalSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
+        self.num_samples = len(range(rank, len(cast(Sized, dataset)), num_replicas))
+        self.total_size = len(cast(Sized, dataset))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+        return iter(range(self.rank, len(cast(Sized, self.dataset)), self.num_replicas))
 
 
 class SeededDataset(Dataset):
@@ -110,7 +110,7 @@ class SeededDataset(Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(cast(Sized, self.dataset))
 
     def __getitem__(self, key):
         if not isinstance(key, tuple):
@@ -180,6 +180,8 @@ class ResumableLoader(DataLoader):
         **kwargs: other ``DataLoader`` options (``collate_fn``, ``pin_memory``, ...).
     """
 
+    sampler: ResumableTrainSampler  # set in __init__ (DataLoader types it as any sampler)
+
     def __init__(
         self,
         dataset: Dataset,
@@ -219,7 +221,7 @@ class ResumableLoader(DataLoader):
     def _begin(self, epoch: int) -> None:
         self._epoch, self._position = epoch, self.sampler.skipped(epoch)
 
-    def __iter__(self) -> _LazyIterator:
+    def __iter__(self) -> _LazyIterator:  # type: ignore[override]  # stub wants the private _BaseDataLoaderIter
         return _LazyIterator(self)
 
     def state_dict(self) -> dict[str, Any]:
