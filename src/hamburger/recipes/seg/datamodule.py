@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +18,16 @@ UNLABELLED_SPLITS = {("cityscapes", "test")}
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _SegDataset(Protocol):
+    """What the module reads from a built dataset besides ``Dataset`` itself."""
+
+    num_classes: int
+    class_names: Sequence[str]
+    palette: Any
+
+    def __len__(self) -> int: ...
 
 
 def _collate(items: list[dict]) -> dict:
@@ -96,7 +106,7 @@ class SegDataModule(pl.LightningDataModule):
         }  # fmt: skip
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.crop_size = crop_size
-        self.scale_range = tuple(scale_range)
+        self.scale_range = cast(tuple[float, float], tuple(scale_range))  # SegTrainTransform checks the length
         self.flip, self.photometric = flip, photometric
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
@@ -121,10 +131,13 @@ class SegDataModule(pl.LightningDataModule):
             from .data import build_dataset
 
             kwargs = {**self._common, **self._split_kwargs[stage]}
+            split = self.splits[stage]
+            if split is None:
+                raise ValueError(f"data.{stage}_split is not set: there is no {stage} dataset")
             ds = build_dataset(
-                self.dataset_name, root=self.root, split=self.splits[stage], transform=self._transform(stage), **kwargs
+                self.dataset_name, root=self.root, split=split, transform=self._transform(stage), **kwargs
             )
-            if len(ds) == 0:
+            if len(cast(_SegDataset, ds)) == 0:
                 raise ValueError(
                     f"dataset {self.dataset_name!r} split {self.splits[stage]!r} is empty (root={self.root!r})"
                 )
@@ -133,15 +146,15 @@ class SegDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        return int(self.get_dataset("val").num_classes)
+        return int(cast(_SegDataset, self.get_dataset("val")).num_classes)
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.get_dataset("val").class_names)
+        return list(cast(_SegDataset, self.get_dataset("val")).class_names)
 
     @property
     def palette(self) -> torch.Tensor:
-        return torch.as_tensor(self.get_dataset("val").palette, dtype=torch.uint8)
+        return torch.as_tensor(cast(_SegDataset, self.get_dataset("val")).palette, dtype=torch.uint8)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):

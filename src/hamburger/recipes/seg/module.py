@@ -15,11 +15,12 @@ import importlib
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.data import AttributeDict
 from torch import nn
 
 from ...training.hparams import check_plain_hparams, read_checkpoint
@@ -182,12 +183,13 @@ class SegModule(pl.LightningModule):
         else:
             raise TypeError(f"checkpoint_path must be a path, got {type(checkpoint_path).__name__}")
         kwargs.setdefault("pretrained", False)  # the checkpoint holds the weights
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        # Lightning's stub says str | Path | IO; any os.PathLike works (torch.load opens it)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` with the configured evaluation mode."""
-        hp = self.hparams
+        hp = cast(AttributeDict, self.hparams)  # save_hyperparameters() made it an AttributeDict
         return infer(
             self.net, images, mode=hp.eval_mode, scales=hp.eval_scales, flip=hp.eval_flip,
             crop_size=hp.eval_crop_size, stride=hp.eval_stride,
@@ -201,7 +203,7 @@ class SegModule(pl.LightningModule):
         """
         if logits.shape[-2:] != mask.shape[-2:]:
             logits = F.interpolate(logits, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-        ignore = self.hparams.ignore_index
+        ignore = cast(AttributeDict, self.hparams).ignore_index
         total = F.cross_entropy(logits.float(), mask, ignore_index=ignore, reduction="sum")
         return total / (mask != ignore).sum().clamp_min(1)
 
@@ -210,14 +212,17 @@ class SegModule(pl.LightningModule):
         out = out if isinstance(out, dict) else {"out": out}
         loss_main = self._ce(out["out"], batch["mask"])
         loss = loss_main
-        if out.get("aux") is not None and self.hparams.aux_weight > 0:
+        aux_weight = cast(AttributeDict, self.hparams).aux_weight
+        if out.get("aux") is not None and aux_weight > 0:
             loss_aux = self._ce(out["aux"], batch["mask"])
-            loss = loss + self.hparams.aux_weight * loss_aux
+            loss = loss + aux_weight * loss_aux
             self.log("train/loss_aux", loss_aux.detach())
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         self.log("train/loss", loss.detach(), prog_bar=True)
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)  # configure_optimizers returns one optimizer
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
         return loss
 
     # ------------------------------------------------------------------ evaluation
