@@ -37,7 +37,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import torch
 from jsonargparse import Namespace
@@ -414,7 +414,10 @@ def _exit_code(stop: SystemExit) -> int:
     return stop.code if isinstance(stop.code, int) else 2
 
 
-def build(cli_class: type[HamburgerCLI], argv: Sequence[str], **kwargs: Any) -> HamburgerCLI:
+CLI = TypeVar("CLI", bound="HamburgerCLI")
+
+
+def build(cli_class: type[CLI], argv: Sequence[str], **kwargs: Any) -> CLI:
     """Instantiate (and by default run) ``cli_class`` for ``argv`` (``[command, options...]``); errors raise."""
     with warnings.catch_warnings():  # args are given on purpose even when sys.argv holds the outer command
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
