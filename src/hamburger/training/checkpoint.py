@@ -14,6 +14,7 @@ exit status 143.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -28,6 +29,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ..utils import atomic_write
 
 __all__ = ["AtomicCheckpointIO", "RunCheckpoint", "load_checkpoint", "require_checkpoint"]
 
@@ -71,34 +74,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"AtomicCheckpointIO does not take storage_options, got {storage_options!r}")
         path = os.fspath(path)
         folder = os.path.dirname(path) or "."
-        os.makedirs(folder, exist_ok=True)
         name = os.path.basename(path)
-        for stale in glob.glob(os.path.join(folder, f".{glob.escape(name)}.*.tmp")):
-            try:
+        for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp")):  # a killed save
+            with contextlib.suppress(OSError):
                 os.remove(stale)
-            except OSError:
-                pass
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        try:
+
+        def write(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        try:  # make the rename itself durable
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+
+        atomic_write(path, write)  # temp file beside it, fsync, rename, fsync of the folder
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
