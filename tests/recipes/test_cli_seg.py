@@ -106,15 +106,26 @@ def test_missing_checkpoint_is_named(tmp_path: Path, capsys) -> None:
 
 def test_compare_trains_every_model_once_and_writes_json(tmp_path: Path, capsys) -> None:
     args = ["compare", "--config", str(CONFIG), "--root", str(tmp_path), "--baseline", "tiny_fcn", "tiny_ham",
-            "tiny_fcn"]  # fmt: skip
+            "tiny_fcn", "--timing_warmup", "1"]  # fmt: skip
     assert main([*args, *TINY, "--data.dataset_kwargs={variant: consensus}"]) == 0
     report = json.loads((tmp_path / "compare.json").read_text())
     assert [r["model"] for r in report["results"]] == ["tiny_ham", "tiny_fcn"]  # config model first, no repeats
     assert all(r["steps"] == 4 and 0.0 <= r["mIoU"] <= 1.0 for r in report["results"])
+    # every model: 1 untimed warm-up step, 3 timed ones; the warm-up run's scratch folder is gone
+    assert all((r["warmup_steps"], r["timed_steps"]) == (1, 3) and r["step_seconds"] > 0 for r in report["results"])
+    assert report["timing_warmup"] == 1 and sorted(os.listdir(tmp_path)) == ["compare.json", "tiny_fcn", "tiny_ham"]
     ham, fcn = report["results"]
     assert ham["params"] > fcn["params"]  # the FCN is the same model without the context block
     printed = capsys.readouterr().out
-    assert "tiny_ham" in printed and "tiny_fcn" in printed
+    assert "tiny_ham" in printed and "tiny_fcn" in printed and "s/step" in printed
+    block = printed[printed.index("IoU % per class") :].splitlines()
+    assert block[1].split() == ["class", "tiny_ham", "tiny_fcn"]
+    rows = {line.rsplit(None, 2)[0].strip(): line.split()[-2:] for line in block[2:13]}  # names may hold spaces
+    assert list(rows)[:2] == ["background", "T-shirt/top"] and len(rows) == 11
+    for name, cells in rows.items():  # the per-class IoUs of compare.json, in % with 2 decimals
+        for r, cell in zip(report["results"], cells, strict=True):
+            value = r["per_class_IoU"][name]
+            assert cell == ("-" if value is None else f"{100 * value:.2f}"), name
 
 
 def test_compare_rejects_unknown_model_before_training(tmp_path: Path, capsys) -> None:

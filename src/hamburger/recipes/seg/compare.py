@@ -7,7 +7,7 @@ side (also written to ``<root>/compare.json``). The loop itself is the training 
 names, the scores kept per run and the table.
 
     hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention [tiny_fcn ...]]
-        [overrides ...]
+        [--timing_warmup N] [overrides ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DEFAULT_BASELINES = ("tiny_attention",)
 
 
 def seg_scores(cli: Any) -> dict[str, Any]:
-    """The scores kept per run: mIoU, aAcc, mAcc and the per-class IoU of the last validation."""
+    """The scores kept per run: mIoU, aAcc, mAcc and the per-class IoU (class name -> IoU) of the last validation."""
     scores = cli.model.last_scores
     return {
         "mIoU": scores["mIoU"],
@@ -46,14 +46,48 @@ def run_compare(config: str, *, models: list[str], root: str, overrides: list[st
     return compare_runs(build_cli, config=config, models=models, root=root, overrides=overrides, score=seg_scores)
 
 
+def _pct(value: float | None, width: int) -> str:
+    if value is None or value != value:  # no IoU: the class is neither in the labels nor predicted
+        return f"{'-':>{width}}"
+    return f"{100 * value:>{width}.2f}"
+
+
 def format_comparison(results: list[dict]) -> str:
-    lines = [f"{'model':<18} {'params':>9} {'steps':>6} {'train s':>8} {'mIoU %':>7} {'aAcc %':>7} {'mAcc %':>7}"]
+    """The summary table (one row per model), then the per-class IoU (one row per class, one column per model).
+
+    ``s/step`` is the mean time of a training step after the untimed warm-up steps (see
+    :class:`hamburger.training.compare.StepTimer`), ``train s`` the whole ``trainer.fit``.
+    """
+    lines = [
+        f"{'model':<18} {'params':>9} {'steps':>6} {'s/step':>8} {'train s':>8} {'mIoU %':>7} {'aAcc %':>7} "
+        f"{'mAcc %':>7}"
+    ]
     for r in results:
         seconds = r["train_seconds"] if r["train_seconds"] is not None else float("nan")
+        step = r.get("step_seconds")
+        step_text = f"{step:>8.4f}" if step is not None else f"{'n/a':>8}"
         lines.append(
-            f"{r['model']:<18} {r['params']:>9,d} {r['steps']:>6d} {seconds:>8.1f} "
+            f"{r['model']:<18} {r['params']:>9,d} {r['steps']:>6d} {step_text} {seconds:>8.1f} "
             f"{100 * r['mIoU']:>7.2f} {100 * r['aAcc']:>7.2f} {100 * r['mAcc']:>7.2f}"
         )
+    timed = [r for r in results if r.get("warmup_steps") is not None]
+    if timed:
+        warmups = sorted({r["warmup_steps"] for r in timed})
+        lines.append(f"s/step: mean over the steps after {'/'.join(map(str, warmups))} untimed warm-up step(s)")
+    classes = list(dict.fromkeys(name for r in results for name in r.get("per_class_IoU", {})))
+    if classes:
+        width = max([len("class"), *map(len, classes)])
+        columns = [max(len(r["model"]), 6) for r in results]
+        lines.append("")
+        lines.append("IoU % per class")
+        lines.append(
+            f"{'class':<{width}}" + "".join(f"  {r['model']:>{w}}" for r, w in zip(results, columns, strict=True))
+        )
+        for name in classes:
+            cells = "".join(
+                f"  {_pct(r.get('per_class_IoU', {}).get(name), w)}" for r, w in zip(results, columns, strict=True)
+            )
+            lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
 
 
