@@ -23,6 +23,7 @@ import os
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -505,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
             image_scale = check_image_scale(image_scale, "--image_scale")
     except (FileNotFoundError, ValueError, TypeError, RuntimeError) as err:
         parser.error(str(err))
+    from lightning.fabric.utilities.data import AttributeDict
+
+    hparams = cast(AttributeDict, module.hparams)  # SegModule's or the predictor's: a mutable attribute dict
     for key, value in (
         ("eval_mode", args.mode),
         ("eval_scales", args.scales),
@@ -513,8 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         ("eval_stride", args.stride),
     ):
         if value is not None:
-            module.hparams[key] = value
-    hp = module.hparams
+            hparams[key] = value
+    hp = hparams
     try:  # e.g. a stride larger than the crop: one line, before any file is written
         check_inference_options(
             mode=hp.eval_mode, scales=hp.eval_scales, crop_size=hp.eval_crop_size, stride=hp.eval_stride
