@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..utils import atomic_write_text
+from ..utils.configs import resolve_config
 from .cli import USER_ERRORS, ArgumentParser, error_line, json_safe
 
 __all__ = ["compare_main", "compare_runs", "count_parameters"]
@@ -102,7 +103,7 @@ def compare_main(
         description=description,
         epilog="Any other option (e.g. --trainer.max_steps=200) is passed to every 'fit' run.",
     )
-    parser.add_argument("--config", required=True, help="fit config (its model.model is the main model)")
+    parser.add_argument("--config", required=True, help="fit config: a YAML file or a packaged config name")
     parser.add_argument("--model", default=None, help="main model (default: the config's model.model)")
     parser.add_argument(
         "--baseline", nargs="+", default=list(default_baselines), metavar="MODEL",
@@ -110,6 +111,10 @@ def compare_main(
     )  # fmt: skip
     parser.add_argument("--root", default=None, help="output folder (default: <config's default_root_dir>/compare)")
     args, overrides = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args.config = resolve_config(args.config)  # a packaged config's name (fashion_scenes) works too
+    except ValueError as err:
+        parser.error(f"--config: {err}")
     if not os.path.isfile(args.config):
         parser.error(f"--config: file not found: {args.config}")
     import yaml
