@@ -15,7 +15,7 @@ from hamburger.heads import HEADS, register_head
 from hamburger.models import ModelConfig, build_model, create_model, from_pretrained, get_model_config
 from hamburger.solvers import CD, VQ
 
-CONFIG = pathlib.Path(__file__).resolve().parents[2] / "configs" / "seg" / "fashion_scenes.yaml"
+CONFIG = pathlib.Path(__file__).resolve().parents[2] / "src" / "hamburger" / "configs" / "seg" / "fashion_scenes.yaml"
 SMALL_TINY = {"backbone_kwargs": {"widths": [8, 16, 32], "depth": 1}, "channels": 16, "ham_channels": 16}
 
 

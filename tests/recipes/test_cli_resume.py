@@ -22,7 +22,7 @@ pytest.importorskip("lightning")
 from hamburger.training.checkpoint import load_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "seg" / "fashion_scenes.yaml"
+CONFIG = REPO / "src" / "hamburger" / "configs" / "seg" / "fashion_scenes.yaml"
 # 40 scenes / batch 4 = 10 steps per epoch, 24 steps end in epoch 2; a checkpoint every 3 steps, so most of
 # them and most kill points are in the middle of an epoch; validation (also with 2 workers) every 8 steps
 STEPS = 24

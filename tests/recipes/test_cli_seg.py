@@ -16,7 +16,8 @@ pytest.importorskip("lightning")
 from hamburger.recipes.seg.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "seg" / "fashion_scenes.yaml"
+CONFIGS = REPO / "src" / "hamburger" / "configs" / "seg"  # shipped in the package
+CONFIG = CONFIGS / "fashion_scenes.yaml"
 
 # shrink the default recipe to seconds: a narrow tiny_ham, a handful of scenes and steps
 TINY = [
@@ -143,9 +144,9 @@ def test_help_and_unknown_command(capsys) -> None:
     assert top_main(["seg", "--help"]) == 0
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "seg").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_parse(name: str, capsys) -> None:
-    assert main(["fit", "--config", str(REPO / "configs" / "seg" / name), "--print_config"]) == 0
+    assert main(["fit", "--config", str(CONFIGS / name), "--print_config"]) == 0
     printed = capsys.readouterr().out
     assert "model:" in printed and "checkpoint:" in printed
 

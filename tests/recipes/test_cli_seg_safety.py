@@ -17,7 +17,7 @@ from hamburger.cli import main as hamburger_main  # noqa: E402
 from hamburger.recipes.seg.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "seg" / "fashion_scenes.yaml"
+CONFIG = REPO / "src" / "hamburger" / "configs" / "seg" / "fashion_scenes.yaml"
 SMALL = "{backbone_kwargs: {widths: [8, 16, 32], depth: 1}, channels: 16, ham_channels: 16, rank: 4}"
 TINY = [
     "--trainer.max_steps=4", "--trainer.val_check_interval=4", "--trainer.enable_progress_bar=false",

@@ -147,12 +147,10 @@ def test_comparison_table_has_a_per_class_block() -> None:
 
 
 def test_negative_timing_warmup_is_one_line(tmp_path, capsys) -> None:
-    from pathlib import Path
-
     from hamburger.recipes.seg.cli import main
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "seg" / "fashion_scenes.yaml"
-    assert main(["compare", "--config", str(config), "--root", str(tmp_path), "--timing_warmup", "-1"]) == 2
+    config = "fashion_scenes"  # the packaged config, by name
+    assert main(["compare", "--config", config, "--root", str(tmp_path), "--timing_warmup", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--timing_warmup must be an int >= 0, got -1" in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())

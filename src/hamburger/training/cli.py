@@ -46,6 +46,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ..utils import atomic_write_text
+from ..utils.configs import resolve_config
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, require_checkpoint
 from .curves import TrainingCurves
 from .hparams import canonical, check_plain_hparams, read_checkpoint
@@ -124,6 +125,17 @@ def _config_files(args: Sequence[str]) -> list[str]:
         elif arg.startswith("--config="):
             files.append(arg.split("=", 1)[1])
     return files
+
+
+def _resolve_config_names(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``--config NAME`` that is not a file replaced by the packaged config of that name."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in ("-c", "--config") and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
+    return out
 
 
 def _check_config_file(path: str) -> None:
@@ -230,6 +242,7 @@ class HamburgerCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         if isinstance(args, (list, tuple)):
+            args = _resolve_config_names(args)  # --config fashion_scenes: the packaged config of that name
             for path in _config_files(args):
                 _check_config_file(path)
         super().parse_arguments(parser, args)

@@ -36,6 +36,7 @@ import lightning.pytorch as pl
 import torch
 
 from ..utils import atomic_write_text, check_int
+from ..utils.configs import resolve_config
 from .cli import USER_ERRORS, ArgumentParser, error_line, json_safe
 
 __all__ = ["DEFAULT_TIMING_WARMUP", "StepTimer", "compare_main", "compare_runs", "count_parameters"]
@@ -204,7 +205,7 @@ def compare_main(
         description=description,
         epilog="Any other option (e.g. --trainer.max_steps=200) is passed to every 'fit' run.",
     )
-    parser.add_argument("--config", required=True, help="fit config (its model.model is the main model)")
+    parser.add_argument("--config", required=True, help="fit config: a YAML file or a packaged config name")
     parser.add_argument("--model", default=None, help="main model (default: the config's model.model)")
     parser.add_argument(
         "--baseline", nargs="+", default=list(default_baselines), metavar="MODEL",
@@ -217,6 +218,10 @@ def compare_main(
         f"model before the timed runs (0: none; default {DEFAULT_TIMING_WARMUP})",
     )  # fmt: skip
     args, overrides = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args.config = resolve_config(args.config)  # a packaged config's name (fashion_scenes) works too
+    except ValueError as err:
+        parser.error(f"--config: {err}")
     if not os.path.isfile(args.config):
         parser.error(f"--config: file not found: {args.config}")
     import yaml

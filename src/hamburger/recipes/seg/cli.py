@@ -1,10 +1,10 @@
 """``hamburger seg``: train, evaluate, predict and compare segmentation models.
 
-    hamburger seg fit --config configs/seg/fashion_scenes.yaml [--trainer.max_steps=500 ...]
+    hamburger seg fit --config fashion_scenes [--trainer.max_steps=500 ...]
     hamburger seg fit --config FILE --ckpt_path last          # resume from the newest checkpoint
     hamburger seg validate --config FILE --ckpt_path CKPT [--model.eval_mode=multiscale --model.eval_flip=true]
     hamburger seg predict --ckpt_path CKPT --input PATH --output DIR
-    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention tiny_fcn]
+    hamburger seg compare --config fashion_scenes [--baseline tiny_attention tiny_fcn]
 
 ``fit`` / ``validate`` / ``test`` are a LightningCLI (:class:`~hamburger.training.cli.HamburgerCLI`): every
 constructor argument of :class:`SegModule` (``--model.*``), :class:`SegDataModule` (``--data.*``), the Lightning
@@ -33,7 +33,7 @@ __all__ = ["SegCLI", "build_cli", "main"]
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = """usage: hamburger seg {fit,validate,test,predict,compare} [options]
 
-  fit        train (hamburger seg fit --config configs/seg/fashion_scenes.yaml)
+  fit        train (hamburger seg fit --config fashion_scenes)
   validate   evaluate a checkpoint (--config FILE --ckpt_path CKPT); prints a table, writes JSON
   test       same as validate on the data module's test loader
   predict    write palette masks and overlays for an image or folder (--ckpt_path --input --output)
@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "predict":
         return predict.main(rest)
     if command == "compare":
-        return compare.main(rest, build_cli=build_cli)
+        try:
+            return compare.main(rest, build_cli=build_cli)
+        except SystemExit as stop:  # argparse's one-line usage errors
+            return stop.code if isinstance(stop.code, int) else 2
     if command not in LIGHTNING_COMMANDS:
         choices = ", ".join([*LIGHTNING_COMMANDS, "predict", "compare"])
         message = f"unknown command {command!r}; choose from {choices} (hamburger seg --help)"

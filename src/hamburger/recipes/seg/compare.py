@@ -6,7 +6,7 @@ side (also written to ``<root>/compare.json``). The loop itself is the training 
 (:func:`hamburger.training.compare.compare_runs`); this module holds what is about segmentation: the model
 names, the scores kept per run and the table.
 
-    hamburger seg compare --config configs/seg/fashion_scenes.yaml [--baseline tiny_attention [tiny_fcn ...]]
+    hamburger seg compare --config fashion_scenes [--baseline tiny_attention [tiny_fcn ...]]
         [--timing_warmup N] [overrides ...]
 """
 
