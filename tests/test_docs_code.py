@@ -141,3 +141,24 @@ def test_stale_model_names():
         if name not in names and name not in not_models and not name.startswith(("hamnet_voc", "tiny_convnet"))
     }
     assert not stale, f"names that are not registered models: {sorted(stale)}"
+
+
+README_BENCH = "bench --modules ham_nmf self_attention --channels 256 --sizes 14 28 56 --no-train"
+
+
+def test_readme_bench_command_parses_to_the_measured_setting():
+    """The README's "where the Hamburger pays off" command sets 256 channels, 14/28/56 maps, inference only."""
+    from hamburger.bench.cli import build_parser
+
+    assert f"hamburger {README_BENCH}" in (ROOT / "README.md").read_text(encoding="utf-8")
+    args = build_parser().parse_args(README_BENCH.split()[1:])
+    assert args.modules == ["ham_nmf", "self_attention"] and args.channels == [256]
+    assert args.sizes == [14, 28, 56] and args.no_train and not args.no_infer
+
+
+def test_bench_quick_says_its_ratios_mean_nothing(capsys):
+    from hamburger.bench.cli import main
+
+    assert main(["--quick", "--modules", "ham_nmf", "--no-train", "--no-memory", "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "its ratios mean nothing for real feature maps" in out
