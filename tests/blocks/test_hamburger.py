@@ -194,7 +194,7 @@ def test_import_is_light():
         ({"ham_channels": 9, "groups": 2}, ValueError, r"ham_channels \(9\) must be divisible by groups \(2\)"),
         ({"version": "v2+", "dual": True, "init": "online", "ham": "cd"}, ValueError, "dual=True needs init='random'"),
         ({"spatial_dims": 4}, ValueError, "spatial_dims must be 1, 2 or 3, got 4"),
-        ({"norm_layer": "layer"}, ValueError, "unknown norm_layer 'layer'"),
+        ({"norm_layer": "instance"}, ValueError, "unknown norm_layer 'instance'"),
         ({"conv_layer": "depthwise"}, ValueError, "unknown conv_layer 'depthwise'"),
         ({"init": "learned"}, ValueError, "init='learned' needs grad_mode='bptt'"),
         ({"grad_mode": "exact"}, ValueError, "grad_mode must be one of"),

@@ -171,7 +171,7 @@ def test_a_failed_save_leaves_the_previous_pair_intact(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         new.save_pretrained(tmp_path / "m")
     monkeypatch.undo()
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
     again = from_pretrained(tmp_path / "m").eval()
     x = torch.randn(1, 3, 32, 32)

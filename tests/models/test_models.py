@@ -136,7 +136,7 @@ def test_save_load_round_trip(name, tmp_path):
     model.save_pretrained(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["name"] == name and config["num_classes"] == NUM_CLASSES and config["weights"] is None
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     loaded = SegmentationModel.from_pretrained(str(tmp_path / "m")).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

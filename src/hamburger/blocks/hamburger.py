@@ -170,19 +170,19 @@ class Hamburger(nn.Module):
         for m in self.modules():
             if isinstance(m, _ConvNd) and not parametrize.is_parametrized(m):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)) and m.weight is not None:
+            elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _ham(self, x: Tensor) -> Tensor:
+    def _ham(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.ham_channel is None:
-            return self.ham(x)
+            return self.ham(x) if mask is None else self.ham(x, mask=mask)
         spatial_half, channel_half = x.chunk(2, dim=1)
         return torch.cat([self.ham(spatial_half), self.ham_channel(channel_half)], dim=1)
 
-    def _folded_upper(self, branch: Tensor) -> Tensor:
+    def _folded_upper(self, branch: Tensor, mask: Tensor | None = None) -> Tensor:
         """``upper_bread(ham(branch))`` computed as ``(W_u D) C`` from the ham's factors."""
-        bases, coef = self.ham.factors(branch)  # (B*S, d, r), (B*S, n, r), float32 for half input
+        bases, coef = self.ham.factors(branch, mask=mask)  # (B*S, d, r), (B*S, n, r), float32 for half input
         weight = cast(Tensor, self.upper_bread.weight)  # fold_upper: a plain 1x1 convolution
         bases, coef = bases.to(weight.dtype), coef.to(weight.dtype)  # what the conv would see
         b, s = branch.shape[0], self.ham.groups
@@ -197,17 +197,25 @@ class Hamburger(nn.Module):
         out = torch.matmul(w_d, codes)  # (B, C, S*r) @ (B, S*r, n) -> (B, C, n)
         return out.reshape(b, self.channels, *branch.shape[2:])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check(self, x: Tensor) -> None:
         if x.dim() < 3 or x.shape[1] != self.channels:
             raise ValueError(f"x must have shape (B, {self.channels}, *spatial), got {tuple(x.shape)}")
+
+    def _branch(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The gated context branch ``g_ham * norm(W_u M(act_l(W_l x)))``; ``mask`` marks the ham's padding."""
         branch = self.lower_act(self.lower_bread(x))
         if self.fold_upper:
-            branch = self._folded_upper(branch)
+            branch = self._folded_upper(branch, mask)
         else:
-            branch = self.upper_bread(self.cheese(_conv_input(self._ham(branch))))
+            branch = self.upper_bread(self.cheese(_conv_input(self._ham(branch, mask))))
         branch = self.upper_norm(branch)
         if self.coef_ham is not None:
             branch = self.coef_ham * branch
+        return branch
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
+        branch = self._branch(x)
         shortcut = x if self.coef_shortcut is None else self.coef_shortcut * x
         return self.out_act(shortcut + branch)
 
@@ -229,16 +237,53 @@ class Hamburger(nn.Module):
 class HamburgerTokens(nn.Module):
     """Token form of :class:`Hamburger` for sequences: ``(B, N, C)`` in and out.
 
-    Takes the same keyword options as :class:`Hamburger` (``spatial_dims`` is fixed to 1).
+    Takes the same keyword options as :class:`Hamburger` (``spatial_dims`` is fixed to 1). For tokens,
+    ``norm_layer="layer"`` (a per-token LayerNorm over the channels) is usually the right norm: it shares no
+    statistic between tokens or sequences, as BatchNorm does in training.
+
+    Args:
+        channels: ``C``.
+        branch_only: return the context branch ``g_ham * norm(W_u M(act_l(W_l x)))`` alone, without the residual
+            and the output activation, for use inside a transformer block that adds its own residual
+            (``x = x + tokens(norm(x))``). With ``version="v2+"`` (gate ``g_ham = 0`` at init) the branch is zero
+            at step 0.
+        **kwargs: :class:`Hamburger`'s options (a :class:`~hamburger.blocks.HamOptions` or its fields).
+
+    Padding: ``forward(x, mask)`` with ``mask`` ``(B, N)``, True for real tokens, decomposes each sequence over
+    its real tokens only: padded tokens are zeroed before the ham and left out of the solver's sums, so the
+    outputs at real tokens equal those of the unpadded sequence run alone (to float rounding; in eval mode, or
+    in training with a per-token norm such as ``"layer"``: BatchNorm's training statistics and a random
+    training dictionary are per batch). Outputs at padded tokens are unspecified. Not with ``dual=True``.
     """
 
-    def __init__(self, channels: int, **kwargs) -> None:
+    def __init__(self, channels: int, *, branch_only: bool = False, **kwargs) -> None:
         super().__init__()
         if "spatial_dims" in kwargs:
             raise ValueError("HamburgerTokens works on (B, N, C) sequences; spatial_dims is fixed to 1")
+        if not isinstance(branch_only, bool):
+            raise TypeError(f"branch_only must be a bool, got {type(branch_only).__name__} {branch_only!r}")
+        self.branch_only = branch_only
         self.block = Hamburger(channels, spatial_dims=1, **kwargs)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if x.dim() != 3:
             raise ValueError(f"x must have shape (B, N, C), got {tuple(x.shape)}")
-        return self.block(x.transpose(1, 2)).transpose(1, 2)
+        if mask is not None:
+            if not isinstance(mask, Tensor):
+                raise TypeError(f"mask must be a torch.Tensor of shape (B, N), got {type(mask).__name__}")
+            if tuple(mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"mask must have shape (B, N) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+            if mask.dtype != torch.bool:
+                raise TypeError(f"mask must be a bool tensor (True for real tokens), got dtype {mask.dtype}")
+            if self.block.dual:
+                raise ValueError("mask is not supported with dual=True: the channel branch mixes all tokens")
+        seq = x.transpose(1, 2)  # (B, C, N)
+        self.block._check(seq)
+        branch = self.block._branch(seq, mask)
+        if self.branch_only:
+            return branch.transpose(1, 2)
+        shortcut = seq if self.block.coef_shortcut is None else self.block.coef_shortcut * seq
+        return self.block.out_act(shortcut + branch).transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        return "branch_only=True" if self.branch_only else ""

@@ -47,9 +47,10 @@ class HamOptions:
         version: ``"v1"``, ``"v2"`` (cheese) or ``"v2+"`` (gates); dual: V2+ channel branch.
         gate_init: initial value of the learnable scalar on the ham branch (None: none for v1/v2, 0 for v2+).
         norm_layer: the block's own norm (after the upper bread in v1, in the cheese in v2/v2+): ``"batch"``,
-            ``"group"``, ``"none"`` / None (no norm) or a callable. The default ``"inherit"`` means "the default of
-            whoever builds the block": BatchNorm for a bare ``Hamburger``, the head's norm in a segmentation
-            head. Any other value makes the block's norm independent of the head's.
+            ``"group"``, ``"layer"`` (per-token LayerNorm, for sequences), ``"none"`` / None (no norm) or a
+            callable. The default ``"inherit"`` means "the default of whoever builds the block":
+            BatchNorm for a bare ``Hamburger``, the head's norm in a segmentation head. Any other value
+            makes the block's norm independent of the head's.
         act_layer: activation of the cheese; out_act: activation after the residual sum (official ReLU);
         conv_layer: 1x1 convolution factory of the breads (``"conv"`` or ``"spectral"``; None = ``"conv"``).
 

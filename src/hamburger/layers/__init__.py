@@ -2,6 +2,7 @@
 
 from .conv_norm_act import ConvNormAct
 from .create_layer import (
+    ChannelLayerNorm,
     LayerType,
     get_act_layer,
     get_conv_layer,
@@ -11,6 +12,7 @@ from .create_layer import (
 )
 
 __all__ = [
+    "ChannelLayerNorm",
     "ConvNormAct",
     "LayerType",
     "get_act_layer",

@@ -12,7 +12,7 @@ import functools
 import math
 from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..utils import check_int
@@ -42,13 +42,29 @@ def group_norm(num_channels: int, *, num_groups: int = 32, **kwargs) -> nn.Group
     return nn.GroupNorm(math.gcd(num_groups, num_channels), num_channels, **kwargs)
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a channels-first tensor ``(B, C, *spatial)``: each token (pixel) is
+    normalised on its own, so unlike BatchNorm no statistic is shared between tokens or samples."""
+
+    def __init__(self, num_channels: int, *, eps: float = 1e-5, **kwargs) -> None:
+        super().__init__(num_channels, eps=eps, **kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
 def get_norm_layer(norm_layer: LayerType, spatial_dims: int = 2) -> Callable[..., nn.Module]:
-    """``"batch"``, ``"group"`` (32 groups, the Light-Ham head), ``"none"``/None, or a callable."""
+    """``"batch"``, ``"group"`` (32 groups, the Light-Ham head), ``"layer"`` (per-token LayerNorm over the
+    channels, :class:`ChannelLayerNorm`), ``"none"``/None, or a callable."""
     _check_dims(spatial_dims)
     if norm_layer is None or norm_layer == "none":
         return lambda num_channels, **kwargs: nn.Identity()
     if isinstance(norm_layer, str):
-        table: dict[str, Callable[..., nn.Module]] = {"batch": _BATCH_NORMS[spatial_dims], "group": group_norm}
+        table: dict[str, Callable[..., nn.Module]] = {
+            "batch": _BATCH_NORMS[spatial_dims],
+            "group": group_norm,
+            "layer": ChannelLayerNorm,
+        }
         if norm_layer not in table:
             choices = sorted(table) + ["none"]
             raise ValueError(f"unknown norm_layer {norm_layer!r}; choose from {choices} or pass a callable")

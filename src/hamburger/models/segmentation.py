@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -126,28 +127,42 @@ class SegmentationModel(nn.Module):
             self.train(was_training)
 
     # ---------------------------------------------------------------- save / load (safetensors)
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``model.safetensors`` and ``config.json`` to ``directory`` (one atomic pair)."""
-        save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | os.PathLike, *, card: Mapping[str, Any] | None = None) -> None:
+        """Write ``model.safetensors``, ``config.json`` and a ``README.md`` model card to ``directory`` (one atomic
+        folder); ``card`` adds what is known: ``training_data``, ``recipe``, ``scores``, ``license``."""
+        save_pretrained(self, directory, card=card)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:
         """Rebuild a model saved by :meth:`save_pretrained` (a directory, or a hub id online), in eval mode."""
         return from_pretrained(name_or_path, **overrides)
 
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
-        """Upload ``save_pretrained``'s files to the Hugging Face Hub (needs huggingface_hub)."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | None = None,
+        revision: str | None = None,
+        card: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Upload ``save_pretrained``'s files (with the model card ``card``) to the Hugging Face Hub (needs
+        huggingface_hub); ``revision`` is the branch to commit to (created from the default branch if missing;
+        None: the default branch)."""
         try:
             from huggingface_hub import HfApi
         except ImportError as err:
             raise ImportError("push_to_hub needs huggingface_hub (pip install huggingface_hub)") from err
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(os.path.join(tmp, "model"))
+            self.save_pretrained(os.path.join(tmp, "model"), card=card)
             info = api.upload_folder(
-                repo_id=repo_id, folder_path=os.path.join(tmp, "model"), commit_message="Upload hamburger model"
-            )
+                repo_id=repo_id, folder_path=os.path.join(tmp, "model"), commit_message="Upload hamburger model",
+                revision=revision,
+            )  # fmt: skip
         return str(info)
 
 
@@ -187,14 +202,21 @@ def build_model(config: ModelConfig, *, pretrained: bool = False) -> Segmentatio
     return SegmentationModel(backbone, head, aux_head, align_corners=config.align_corners)
 
 
-def save_pretrained(model: SegmentationModel, directory: str | os.PathLike) -> None:
-    """Save a model built by ``create_model`` to ``directory`` (created if needed; replaced as a whole)."""
+def save_pretrained(
+    model: SegmentationModel, directory: str | os.PathLike, *, card: Mapping[str, Any] | None = None
+) -> None:
+    """Save a model built by ``create_model`` to ``directory`` (created if needed; replaced as a whole).
+
+    The folder holds ``model.safetensors``, ``config.json`` and a ``README.md`` model card (architecture and ham
+    options from the config; ``card`` adds what is known: ``training_data``, ``recipe``, ``scores`` (a mapping of
+    metric to value), ``license``, ``description``; other keys are listed as given).
+    """
     if not isinstance(model, SegmentationModel) or model.config is None:
         raise ValueError(
             "save_pretrained needs a SegmentationModel built by hamburger.models.create_model (it stores the "
             "config); for a hand-built model save model.state_dict() with torch.save"
         )
-    write_pretrained(directory, model.state_dict(), model.config)
+    write_pretrained(directory, model.state_dict(), model.config, card=card)
 
 
 def from_pretrained(name_or_path: str | os.PathLike, **overrides: Any) -> SegmentationModel:

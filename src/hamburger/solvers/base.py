@@ -199,17 +199,30 @@ class MatrixDecomposition(nn.Module):
             return steps
         return min(self.grad_steps, steps)
 
-    def decompose(self, x: Tensor, bases: Tensor) -> tuple[Tensor, Tensor]:
+    def mask_data(self, data: Any, weight: Tensor) -> Any:
+        """``data`` for matrices whose padded tokens (columns of ``x``, already zero) have ``weight`` 0.
+
+        ``weight`` is ``(b, n, 1)``, 1 for real tokens and 0 for padding. The default returns ``data`` unchanged,
+        which is exact for solvers on which zero columns have no influence (NMF: their codes vanish after the
+        first code update, so they add nothing to the dictionary update). Solvers that normalise over the
+        tokens (VQ, CD) keep ``weight`` in ``data`` and leave the padding out of those sums.
+        """
+        return data
+
+    def decompose(self, x: Tensor, bases: Tensor, *, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Run the solver on matrices ``x`` (b, d, n) from ``bases`` (b, d, r).
 
         Returns the final dictionary ``(b, d, r)`` and codes ``C^T`` ``(b, n, r)``; the
-        low-rank reconstruction is ``bases @ coef.transpose(1, 2)``.
+        low-rank reconstruction is ``bases @ coef.transpose(1, 2)``. ``mask`` (``(b, n, 1)``, 1 = real token,
+        0 = padding whose column of ``x`` is zero) leaves the padding out (see :meth:`mask_data`).
         """
         steps = self.steps if self.training else self.eval_steps
         k = self.num_grad_steps(steps)
         grad = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad and k > 0):
             data = self.prepare(x)
+            if mask is not None:
+                data = self.mask_data(data, mask)
         if steps == 0:  # the code step alone; under the one-step gradient C_0 enters it as a constant
             with torch.set_grad_enabled(grad and self.grad_mode != "one_step"):
                 coef = self.init_coef(data, bases)
@@ -301,24 +314,46 @@ class MatrixDecomposition(nn.Module):
         xm = x.to(compute).reshape(b * self.groups, c // self.groups, -1)  # (B*S, d, n)
         return xm if self.spatial else xm.transpose(1, 2)
 
-    def factors(self, x: Tensor, bases: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _token_weight(self, x: Tensor, mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """``mask`` (B, *spatial), True for real tokens, as the solver's (B*S, n, 1) weight of 1s and 0s."""
+        if mask is None:
+            return None
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+        if tuple(mask.shape) != (x.shape[0], *x.shape[2:]):
+            raise ValueError(
+                f"mask must have shape (B, *spatial) = {(x.shape[0], *x.shape[2:])} for x of shape "
+                f"{tuple(x.shape)}, got {tuple(mask.shape)}"
+            )
+        if not self.spatial:
+            raise ValueError("mask needs spatial=True: over channels the tokens are the features of the matrix")
+        weight = (mask != 0).to(device=x.device, dtype=dtype).reshape(x.shape[0], 1, -1, 1)
+        return weight.expand(-1, self.groups, -1, -1).reshape(x.shape[0] * self.groups, -1, 1)
+
+    def factors(self, x: Tensor, bases: Tensor | None = None, *, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Validate ``x`` and decompose it: the final dictionary ``D`` (B*S, d, r) and codes
         ``C^T`` (B*S, n, r), in the compute dtype (float32 for half-precision input).
 
         ``forward`` returns ``D C`` reshaped like ``x``; blocks use the factors directly to fold
         the following 1x1 convolution into the small dictionary (``W (D C) = (W D) C``).
+        ``mask`` (``(B, *spatial)``, True for real tokens) treats the other tokens as padding: they are zeroed
+        and have no influence on the factors, so each sample's real tokens decompose as if alone.
         """
         self._validate(x, bases)
         with self._autocast_off(x):
             xm = self._matrix(x)
-            d_final, coef = self.decompose(xm, self._initial_bases(xm, x.shape[0], bases))
+            weight = self._token_weight(x, mask, xm.dtype)
+            if weight is not None:
+                xm = xm * weight.transpose(1, 2)  # padded columns of X are zero
+            d_final, coef = self.decompose(xm, self._initial_bases(xm, x.shape[0], bases), mask=weight)
             if self.init == "online" and self.training:
                 self.online_update(d_final)
         return d_final, coef
 
-    def forward(self, x: Tensor, bases: Tensor | None = None) -> Tensor:
-        """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary."""
-        d_final, coef = self.factors(x, bases)
+    def forward(self, x: Tensor, bases: Tensor | None = None, *, mask: Tensor | None = None) -> Tensor:
+        """Low-rank reconstruction of ``x``; ``bases`` optionally gives the initial dictionary, ``mask``
+        (``(B, *spatial)``, True for real tokens) marks padding (see :meth:`factors`)."""
+        d_final, coef = self.factors(x, bases, mask=mask)
         with self._autocast_off(x):
             b, c = x.shape[:2]
             d_stride = x.reshape(b * self.groups, c // self.groups, -1).stride(1)  # a view: no dtype copy

@@ -50,11 +50,15 @@ class CD(MatrixDecomposition):
     def prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return (x, *MF.normalize_tokens(x))  # the cosine needs unit tokens; they do not change
 
-    def step(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, std_x, _ = data
-        return MF.cd_step(x, bases, self.inv_temp, self.eps, std_x=std_x)
+    def step(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        x, std_x = data[0], data[1]
+        weight = data[3] if len(data) > 3 else None  # padding mask, see mask_data
+        return MF.cd_step(x, bases, self.inv_temp, self.eps, std_x=std_x, weight=weight)
 
-    def final_coef(self, data: tuple[Tensor, Tensor, Tensor], bases: Tensor, coef: Tensor | None) -> Tensor:
+    def mask_data(self, data: tuple[Tensor, ...], weight: Tensor) -> tuple[Tensor, ...]:
+        return (*data, weight)  # the codes' normalisation over the tokens leaves the padding out
+
+    def final_coef(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> Tensor:
         return MF.ridge_coef(data[0], bases, self.ridge, method=self.solve)
 
     def _extra_options(self) -> list[str]:

@@ -120,9 +120,14 @@ def normalize_tokens(x: Tensor) -> tuple[Tensor, Tensor]:
     return scaled.div_(norm.clamp_min(floor)), norm.div_(inv_scale)
 
 
-def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float) -> Tensor:
-    """Soft assignment ``softmax(inv_temp * cos)`` over r, then normalised over n."""
+def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float, weight: Tensor | None = None) -> Tensor:
+    """Soft assignment ``softmax(inv_temp * cos)`` over r, then normalised over n.
+
+    ``weight`` ``(b, n, 1)`` (1 real, 0 padding) zeroes the padded tokens' codes before the normalisation.
+    """
     coef = F.softmax(inv_temp * _xt_bases(std_x, std_bases), dim=-1)
+    if weight is not None:
+        coef = coef * weight
     denominator = coef.sum(dim=1, keepdim=True)
     if torch.is_grad_enabled():
         return coef / (eps + denominator)
@@ -130,14 +135,21 @@ def _assign(std_x: Tensor, std_bases: Tensor, inv_temp: float, eps: float) -> Te
 
 
 def vq_step(
-    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6, *, std_x: Tensor | None = None
+    x: Tensor,
+    bases: Tensor,
+    inv_temp: float = 100.0,
+    eps: float = 1e-6,
+    *,
+    std_x: Tensor | None = None,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One soft k-means iteration: cosine assignment, then ``D <- X C^T diag(C 1)^-1``.
 
-    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
+    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps; ``weight`` ``(b, n, 1)``
+    leaves padded tokens (weight 0) out of the means.
     """
     std_x = normalize_tokens(x)[0] if std_x is None else std_x
-    coef = _assign(std_x, normalize(bases, eps), inv_temp, eps)
+    coef = _assign(std_x, normalize(bases, eps), inv_temp, eps, weight)
     return torch.bmm(x, coef), coef
 
 
@@ -157,14 +169,21 @@ def vq_coef(
 
 
 def cd_step(
-    x: Tensor, bases: Tensor, inv_temp: float = 100.0, eps: float = 1e-6, *, std_x: Tensor | None = None
+    x: Tensor,
+    bases: Tensor,
+    inv_temp: float = 100.0,
+    eps: float = 1e-6,
+    *,
+    std_x: Tensor | None = None,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One concept-decomposition (spherical k-means) iteration; bases stay unit-norm.
 
-    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps.
+    ``std_x = normalize(x, dim=1)`` may be passed in when it is reused across steps; ``weight`` ``(b, n, 1)``
+    leaves padded tokens (weight 0) out of the means.
     """
     std_x = normalize_tokens(x)[0] if std_x is None else std_x
-    coef = _assign(std_x, bases, inv_temp, eps)
+    coef = _assign(std_x, bases, inv_temp, eps, weight)
     return normalize(torch.bmm(x, coef), eps), coef
 
 

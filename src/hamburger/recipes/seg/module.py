@@ -99,7 +99,7 @@ class SegModule(pl.LightningModule):
     """Segmentation training / evaluation around a ``hamburger.models`` model.
 
     Args:
-        model: registered model name (``tiny_ham``, ``hamnet_r101``, ...) or ``"pkg.module:factory"`` (code you
+        model: registered model name (``tiny_ham``, ``hamnet_resnet101``, ...) or ``"pkg.module:factory"`` (code you
             name yourself; checkpoints may not name one, see :func:`checkpoint_hparams`).
         num_classes: number of classes (linked from the data module by the CLI).
         model_kwargs: overrides passed to the model factory (``ham``, ``rank``, ``channels``, ...).
