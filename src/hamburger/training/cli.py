@@ -496,8 +496,12 @@ class HamburgerCLI(LightningCLI):
         metric = summary.get("metric")
         final, best = summary.get("final"), summary.get("best")
         if metric and final:
-            lines.append(f"  {metric}: final {self.format_metric(metric, final['value'])} (step {final['step']}), "
-                         f"best {self.format_metric(metric, best['value'])} (step {best['step']}, {summary['mode']})")  # fmt: skip
+            shown_final = self.format_metric(metric, final["value"])
+            shown_best = self.format_metric(metric, best["value"])
+            lines.append(
+                f"  {metric}: final {shown_final} (step {final['step']}), "
+                f"best {shown_best} (step {best['step']}, {summary['mode']})"
+            )
         elif metric:
             lines.append(f"  {metric}: no validation ran")
         if summary.get("last_checkpoint"):
