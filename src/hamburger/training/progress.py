@@ -365,6 +365,7 @@ def fit_summary(
         "final": None if final is None else {"step": final[0], "value": final[1]},
         "best": None if best is None else {"step": best[0], "value": best[1]},
         "validations": len(points),
+        "history": [list(p) for p in points],
         "checkpoint_dir": getattr(ckpt, "dirpath", None),
         "last_checkpoint": getattr(ckpt, "last_model_path", None) or None,
         "best_checkpoint": (getattr(ckpt, "best_model_path", None) or None) if monitor else None,

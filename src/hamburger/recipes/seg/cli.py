@@ -107,7 +107,7 @@ class SegCLI(HamburgerCLI):
         if len(scores["per_class"]) > self.summary_table_max_classes:
             where = summary.get("summary_json") or "the fit summary"
             return f"{text}\n  per-class scores of step {scores['step']}: in {where} (final_scores)"
-        table = format_table(scores, title=f"validation at step {scores['step']}")
+        table = format_table(scores, title=f"per-class validation scores at step {scores['step']}")
         return f"{text}\n{table}"
 
 
