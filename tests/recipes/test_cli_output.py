@@ -98,7 +98,7 @@ def test_fit_ends_with_a_summary(run) -> None:
     assert f"curves: {root / 'checkpoints' / 'training_curves.png'}" in stdout
     assert f"summary: {root / 'fit_results.json'}" in stdout
     assert re.search(r"^fit finished: 12/12 steps in \d+(s|m\d\ds)$", stdout, re.M)
-    assert "per-class validation scores at step 12" in stdout and "Ankle boot" in stdout  # the per-class table of step 12
+    assert "per-class validation scores at step 12" in stdout and "Ankle boot" in stdout  # the table
     assert summary["final_scores"]["step"] == 12
     assert summary["final_scores"]["mIoU"] == pytest.approx(logged[12])
     assert len(summary["final_scores"]["per_class"]) == 11
