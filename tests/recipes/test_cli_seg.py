@@ -220,7 +220,7 @@ def test_validate_and_test_need_a_checkpoint(trained: Path, tmp_path: Path, caps
         assert "--allow_no_checkpoint" in _last_line(err)
     assert main(["validate", *base, "--ckpt_path", "last"]) == 2  # no last.ckpt in this folder
     assert "no last*.ckpt in" in _last_line(capsys.readouterr().err)
-    assert not list(tmp_path.glob("*_results.json"))
+    assert not list(tmp_path.glob("*_results*.json"))  # nothing scored, nothing written
     # test scores the test split: no built-in dataset has a labelled one, so it is refused, not run on val
     code = main(["test", *base, "--ckpt_path", str(trained / "checkpoints" / "last.ckpt")])
     assert code == 2

@@ -6,7 +6,14 @@ A recipe subclasses :class:`HamburgerCLI` (or sets its class attributes) and get
   ``<root>/logs`` and TensorBoard logs in ``<root>/tb`` when TensorBoard is installed;
 * a ``ModelCheckpoint`` configurable under ``--checkpoint.*`` (written to ``<root>/checkpoints``) and the
   training-curve plot under ``--curves.*``;
-* ``--results_json`` for ``validate`` / ``test`` (default ``<root>/<command>_results.json``, written atomically);
+* ``--results_json`` for ``validate`` / ``test`` (default ``<root>/<command>_results_<checkpoint stem>.json``,
+  written atomically; its path is printed);
+* progress that fits a terminal and a log file (:mod:`~hamburger.training.progress`): a step bar on a terminal,
+  one line every ``--progress.every_n_steps`` steps otherwise (also with ``--trainer.enable_progress_bar=false``),
+  and a summary at the end of ``fit`` (final / best validation score with their steps, checkpoint, curves and log
+  paths, wall time; also written to ``<root>/fit_results.json``);
+* known noise from Lightning and libraries silenced for the run (:data:`QUIET_WARNINGS`, :data:`QUIET_LOGS`),
+  with warnings filters and logging filters that are installed by :func:`build` and removed after it;
 * **explicit values win over a checkpoint's hyper-parameters**: LightningCLI copies the hyper-parameters of
   ``--ckpt_path`` over the parsed config; values given on the command line or in a ``--config`` file are put back
   on top. Keys in :attr:`HamburgerCLI.fixed_by_checkpoint` (the architecture) and, for ``fit``,
@@ -27,17 +34,19 @@ the ``before_<command>`` / ``after_<command>`` hooks).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, NoReturn, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 import torch
 from jsonargparse import Namespace
@@ -50,14 +59,18 @@ from ..utils.configs import resolve_config
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, require_checkpoint
 from .curves import TrainingCurves
 from .hparams import canonical, check_plain_hparams, read_checkpoint
+from .progress import ProgressLog, StepProgressBar, fit_summary, format_duration
 
 __all__ = [
+    "QUIET_LOGS",
+    "QUIET_WARNINGS",
     "USER_ERRORS",
     "ArgumentParser",
     "HamburgerCLI",
     "build",
     "error_line",
     "json_safe",
+    "quiet_libraries",
     "read_checkpoint",
     "run_cli",
 ]
@@ -75,6 +88,70 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 #: ``--ckpt_path`` values that Lightning resolves itself (no file to read beforehand).
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
+
+#: Warnings (message regular expressions) that say nothing to a user of the recipes, silenced while
+#: :func:`build` runs:
+#:
+#: * the logging interval is in optimiser steps across epochs; a short "epoch" (a small data set in a step-based
+#:   config) is normal;
+#: * Lightning 2.6 calls torch's deprecated ``LeafSpec`` (Lightning's own code, nothing to change here);
+#: * "dirpath has changed": a run started from a checkpoint of another folder (fine-tuning, or a moved run)
+#:   does not carry over that folder's best/last bookkeeping, which is what we want (one run per folder);
+#: * "dataloader is not resumable": our training loaders are resumable (``training.sampling``); the warning
+#:   would only concern a user's own loader, for which Lightning's check stays meaningful, so it is *not* listed.
+QUIET_WARNINGS: tuple[str, ...] = (
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"The dirpath has changed from",
+)
+
+#: Lightning log lines (regular expressions) dropped while :func:`build` runs: the cloud-service tips, the seed
+#: (it is in the saved ``config.yaml``) and device lines when they add nothing (no GPU / TPU there; "GPU
+#: available but not used" is a warning and is kept).
+QUIET_LOGS: tuple[str, ...] = (
+    r"💡 Tip: For seamless cloud",
+    r"Seed set to \d+",
+    r"GPU available: False, used: False",
+    r"TPU available: False, using: 0 TPU cores",
+    r"HPU available: False, using: 0 HPUs",
+)
+#: the Lightning loggers that emit :data:`QUIET_LOGS`
+_QUIET_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.fabric.utilities.seed",
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, patterns: Sequence[str]) -> None:
+        super().__init__()
+        self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        return not self.pattern.search(message)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence :data:`QUIET_WARNINGS` and :data:`QUIET_LOGS` inside the block; everything is restored after it
+    (nothing is changed when the library is imported)."""
+    drop = _DropMessages(QUIET_LOGS)
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        for logger in loggers:
+            logger.addFilter(drop)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(drop)
 
 
 def one_line(message: object) -> str:
@@ -165,12 +242,17 @@ class HamburgerCLI(LightningCLI):
         checkpoint_class: the checkpoint callback configured under ``--checkpoint.*``.
         checkpoint_defaults: defaults of the ``--checkpoint.*`` (``ModelCheckpoint``) options.
         curves_defaults: defaults of the ``--curves.*`` (:class:`TrainingCurves`) options.
+        progress_defaults: defaults of the ``--progress.*`` (:class:`~.progress.ProgressLog`) options.
+        summary_metric: the validation metric reported at the end of ``fit`` (default: the checkpoint's
+            ``monitor``, else the first one the progress callback recorded).
+        summary_mode: ``"max"`` if a higher :attr:`summary_metric` is better, ``"min"`` if lower.
         fixed_by_checkpoint: model hyper-parameters that define the checkpoint's architecture; an explicit
             different value with ``--ckpt_path`` is refused.
         fixed_on_resume: model hyper-parameters that ``fit --ckpt_path`` restores from the optimiser and
             scheduler state (so an explicit new value could not apply); a different value is refused.
 
-    After a run, ``fit_seconds`` holds the wall time of ``trainer.fit`` (set up excluded).
+    After a run, ``fit_seconds`` holds the wall time of ``trainer.fit`` (set up excluded) and ``summary`` what
+    :meth:`fit_summary` returned.
     """
 
     prog: ClassVar[str] = "hamburger"
@@ -185,6 +267,9 @@ class HamburgerCLI(LightningCLI):
         }
     )
     curves_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    progress_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+    summary_metric: ClassVar[str | None] = None
+    summary_mode: ClassVar[Literal["max", "min"]] = "max"
     fixed_by_checkpoint: ClassVar[tuple[str, ...]] = ()
     fixed_on_resume: ClassVar[tuple[str, ...]] = ()
 
@@ -204,6 +289,7 @@ class HamburgerCLI(LightningCLI):
         self.checkpoint_path: str | None = None  #: the checkpoint whose hyper-parameters were read
         self.checkpoint_hparams: dict[str, Any] | None = None
         self.fit_seconds: float | None = None
+        self.summary: dict[str, Any] | None = None
         super().__init__(
             model_class,
             datamodule_class,
@@ -227,11 +313,14 @@ class HamburgerCLI(LightningCLI):
         parser.add_lightning_class_args(TrainingCurves, "curves")
         if self.curves_defaults:
             parser.set_defaults({f"curves.{k}": v for k, v in self.curves_defaults.items()})
+        parser.add_lightning_class_args(ProgressLog, "progress")
+        if self.progress_defaults:
+            parser.set_defaults({f"progress.{k}": v for k, v in self.progress_defaults.items()})
         parser.add_argument(
             "--results_json",
             type=str | None,
             default=None,
-            help="validate/test: where to write the scores (default <root>/<command>_results.json)",
+            help="validate/test: where to write the scores (default <root>/<command>_results_<checkpoint>.json)",
         )
         parser.add_argument(
             "--allow_no_checkpoint",
@@ -361,6 +450,16 @@ class HamburgerCLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             plugins.append(AtomicCheckpointIO())
         kwargs["plugins"] = plugins
+        if trainer_cfg.get("enable_progress_bar") is not False and "callbacks" not in kwargs:
+            # our step bar instead of Lightning's per-epoch one, unless the config names a progress bar
+            from lightning.pytorch.callbacks import ProgressBar
+
+            callbacks = trainer_cfg.get("callbacks")
+            callbacks = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
+            defaults = self.trainer_defaults.get("callbacks") or []
+            defaults = defaults if isinstance(defaults, list) else [defaults]
+            if not any(isinstance(c, ProgressBar) for c in [*callbacks, *defaults]):
+                kwargs["callbacks"] = [*callbacks, StepProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     # ------------------------------------------------------------------ run hooks
@@ -369,6 +468,17 @@ class HamburgerCLI(LightningCLI):
 
     def after_fit(self) -> None:
         self.fit_seconds = time.perf_counter() - self._fit_start
+        if not self.trainer.is_global_zero:
+            return
+        self.summary = self.fit_summary()
+        path = self.fit_results_path()
+        try:
+            atomic_write_text(path, json.dumps(json_safe(self.summary), indent=2) + "\n")
+        except OSError as err:  # the run itself is done and saved: say so, do not fail it
+            log.warning("could not write the fit summary %s: %s", path, err)
+        else:
+            self.summary["summary_json"] = path
+        print(self.format_fit_summary(self.summary))
 
     def after_validate(self) -> None:
         self.report("validate")
@@ -376,12 +486,62 @@ class HamburgerCLI(LightningCLI):
     def after_test(self) -> None:
         self.report("test")
 
+    # ------------------------------------------------------------------ fit summary
+    def fit_results_path(self) -> str:
+        """``<root>/fit_results.json``: the summary of the last ``fit`` in ``<root>``."""
+        cfg = self._section(self.config, self.subcommand)
+        return os.path.join(cfg.trainer.default_root_dir or os.getcwd(), "fit_results.json")
+
+    def fit_summary(self) -> dict[str, Any]:
+        """What the finished fit produced (recipes extend it): see :func:`~.progress.fit_summary`."""
+        return fit_summary(self.trainer, metric=self.summary_metric, mode=self.summary_mode, seconds=self.fit_seconds)
+
+    def format_metric(self, name: str, value: float) -> str:
+        """How :meth:`format_fit_summary` shows a value of the summary metric (recipes override)."""
+        return f"{value:.4g}"
+
+    def format_fit_summary(self, summary: dict[str, Any]) -> str:
+        """The lines printed at the end of ``fit`` (recipes append theirs)."""
+        total = summary.get("max_steps")
+        wall = summary.get("wall_seconds")
+        head = f"fit finished: {summary['steps']}{f'/{total}' if total else ''} steps"
+        lines = [head + (f" in {format_duration(wall)}" if wall is not None else "")]
+        metric = summary.get("metric")
+        final, best = summary.get("final"), summary.get("best")
+        if metric and final and best:
+            shown_final = self.format_metric(metric, final["value"])
+            shown_best = self.format_metric(metric, best["value"])
+            lines.append(
+                f"  {metric}: final {shown_final} (step {final['step']}), "
+                f"best {shown_best} (step {best['step']}, {summary['mode']})"
+            )
+        elif metric:
+            lines.append(f"  {metric}: no validation ran")
+        if summary.get("last_checkpoint"):
+            lines.append(f"  last checkpoint: {summary['last_checkpoint']}")
+        if summary.get("best_checkpoint"):
+            lines.append(f"  best checkpoint: {summary['best_checkpoint']}")
+        elif summary.get("checkpoint_dir"):
+            lines.append(f"  checkpoints: {summary['checkpoint_dir']}")
+        for key, label in (("curves", "curves"), ("logs", "logs"), ("summary_json", "summary")):
+            if summary.get(key):
+                lines.append(f"  {label}: {summary[key]}")
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ results
     def results_path(self, command: str) -> str:
-        """``--results_json``, or ``<root>/<command>_results.json``."""
+        """``--results_json``, or ``<root>/<command>_results_<checkpoint stem>.json`` (``<command>_results.json``
+        without a checkpoint), so that evaluating several checkpoints keeps one file each."""
         cfg = self._section(self.config, self.subcommand)
+        if cfg.get("results_json"):
+            return cfg.results_json
         root = cfg.trainer.default_root_dir or os.getcwd()
-        return cfg.get("results_json") or os.path.join(root, f"{command}_results.json")
+        ckpt_path = cfg.get("ckpt_path")
+        if not ckpt_path:
+            return os.path.join(root, f"{command}_results.json")
+        stem = os.path.splitext(os.path.basename(os.fspath(ckpt_path).rstrip("/")))[0]
+        stem = re.sub(r"[^\w.=-]+", "_", stem) or "checkpoint"
+        return os.path.join(root, f"{command}_results_{stem}.json")
 
     @staticmethod
     def _check_writable(path: str) -> None:
@@ -432,7 +592,8 @@ CLI = TypeVar("CLI", bound="HamburgerCLI")
 
 def build(cli_class: type[CLI], argv: Sequence[str], **kwargs: Any) -> CLI:
     """Instantiate (and by default run) ``cli_class`` for ``argv`` (``[command, options...]``); errors raise."""
-    with warnings.catch_warnings():  # args are given on purpose even when sys.argv holds the outer command
+    with warnings.catch_warnings(), quiet_libraries():
+        # args are given on purpose even when sys.argv holds the outer command
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return cli_class(args=list(argv), **kwargs)
 

@@ -17,7 +17,8 @@ the model architecture (``model``, ``model_kwargs``, ``num_classes``) cannot dif
 from __future__ import annotations
 
 import sys
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser
@@ -44,9 +45,15 @@ Run 'hamburger seg COMMAND --help' for the options of a command."""
 
 class SegCLI(HamburgerCLI):
     """The segmentation LightningCLI: :class:`SegModule` + :class:`SegDataModule`, ``num_classes`` linked from
-    the data, checkpoint model import paths refused unless typed, and a score table after validate / test."""
+    the data, checkpoint model import paths refused unless typed, a score table after validate / test, and the
+    final / best validation mIoU with the last validation's per-class table at the end of fit."""
 
     prog = "hamburger seg"
+    summary_metric = "val/mIoU"
+    summary_mode = "max"
+    progress_defaults = MappingProxyType({"val_metrics": ["val/mIoU"]})
+    #: print the per-class table at the end of fit up to this many classes (else only its file, e.g. ADE20K)
+    summary_table_max_classes: ClassVar[int] = 30
     fixed_by_checkpoint = ("model", "model_kwargs", "num_classes")
     fixed_on_resume = (
         "optimizer", "lr", "momentum", "betas", "weight_decay", "head_lr_mult",
@@ -78,6 +85,30 @@ class SegCLI(HamburgerCLI):
 
     def format_results(self, results: dict[str, Any], command: str) -> str | None:
         return format_table(results, title=f"{results['model']} ({results['eval_mode']})")
+
+    # ------------------------------------------------------------------ end of fit
+    def fit_summary(self) -> dict[str, Any]:
+        summary = super().fit_summary()
+        scores = getattr(self.model, "last_scores", None)
+        final = summary.get("final")
+        if scores is not None and final is not None:  # the scores of the last validation of this fit
+            summary["final_scores"] = {"step": final["step"], **{k: v for k, v in scores.items()
+                                                                 if k != "confusion_matrix"}}  # fmt: skip
+        return summary
+
+    def format_metric(self, name: str, value: float) -> str:
+        return f"{100 * value:.2f}%" if name == self.summary_metric else super().format_metric(name, value)
+
+    def format_fit_summary(self, summary: dict[str, Any]) -> str:
+        text = super().format_fit_summary(summary)
+        scores = summary.get("final_scores")
+        if not scores:
+            return text
+        if len(scores["per_class"]) > self.summary_table_max_classes:
+            where = summary.get("summary_json") or "the fit summary"
+            return f"{text}\n  per-class scores of step {scores['step']}: in {where} (final_scores)"
+        table = format_table(scores, title=f"per-class validation scores at step {scores['step']}")
+        return f"{text}\n{table}"
 
 
 def build_cli(argv: list[str], *, run: bool = True) -> SegCLI:
