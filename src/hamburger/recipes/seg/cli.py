@@ -36,8 +36,9 @@ USAGE = """usage: hamburger seg {fit,validate,test,predict,compare} [options]
 
   fit        train (hamburger seg fit --config fashion_scenes)
   validate   evaluate a checkpoint (--config FILE --ckpt_path CKPT); prints a table, writes JSON
-  test       same as validate on the data module's test loader
-  predict    write palette masks and overlays for an image or folder (--ckpt_path --input --output)
+  test       same as validate on the data module's test split (--data.test_split)
+  predict    write palette masks and overlays for an image or folder
+             (--ckpt_path CKPT or --model_dir DIR, --input PATH --output DIR)
   compare    train the Hamburger model and baselines (attention, FCN) the same way; print their mIoUs
 
 Run 'hamburger seg COMMAND --help' for the options of a command."""
