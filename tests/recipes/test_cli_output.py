@@ -18,7 +18,7 @@ pytest.importorskip("lightning")
 from hamburger.recipes.seg.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "seg" / "fashion_scenes.yaml"
+CONFIG = REPO / "src" / "hamburger" / "configs" / "seg" / "fashion_scenes.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
 # 16 scenes / batch 4 = 4 steps per epoch; a 45x45 crop (not a multiple of 8); a loader worker
 TINY = [
