@@ -75,7 +75,7 @@ def render() -> str:
             parts.append(summary + "\n")
         for name in sorted(getattr(module, "__all__", ())):
             obj = getattr(module, name)
-            parts.append(f"### `{name}`\n\n```python\n{signature(name, obj)}\n```\n")
+            parts.append(f"### `{name}`\n\n```text\n{signature(name, obj)}\n```\n")
             text = first_paragraph(obj)
             if text:
                 parts.append(text + "\n")
