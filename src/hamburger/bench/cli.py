@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..utils.cli import ArgumentParser
 from .modules import BENCH_MODULES, DEFAULT_MODULES
 
 QUICK = {
@@ -36,7 +37,7 @@ QUICK_NOTE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="hamburger bench",
         description="Benchmark Hamburger blocks against attention and other context modules.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

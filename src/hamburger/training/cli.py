@@ -46,7 +46,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, NoReturn, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from jsonargparse import Namespace
@@ -55,6 +55,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ..utils import atomic_write_text
+from ..utils.cli import ArgumentParser
 from ..utils.configs import resolve_config
 from .checkpoint import AtomicCheckpointIO, RunCheckpoint, require_checkpoint
 from .curves import TrainingCurves
@@ -163,18 +164,6 @@ def error_line(prog: str, err: BaseException | str) -> str:
     """``"<prog>: error: <message>"`` on one line (the exception's message, or its type when it has none)."""
     text = one_line(err) or type(err).__name__
     return f"{prog}: error: {text}"
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` with one-line errors (``<prog>: error: <message>``, exit 2) and no
-    abbreviated options; ``--help`` still prints the full usage."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, error_line(self.prog, message) + "\n")
 
 
 def json_safe(obj: Any) -> Any:

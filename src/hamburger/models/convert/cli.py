@@ -8,6 +8,7 @@ import logging
 import sys
 from typing import Any
 
+from ...utils.cli import ArgumentParser
 from .mapping import convert_state_dict
 from .options import SOURCES, read_mmseg_config
 from .read import read_checkpoint
@@ -17,7 +18,7 @@ DESCRIPTION = "Convert official Light-Ham / SegNeXt / HamNet checkpoints to this
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hamburger convert", description=DESCRIPTION)
+    parser = ArgumentParser(prog="hamburger convert", description=DESCRIPTION)
     parser.add_argument("checkpoint", help="official checkpoint (.pth) or state_dict file (read safely)")
     parser.add_argument("out_dir", help="output directory (new, empty, or a previous conversion's)")
     parser.add_argument("--source", default="auto", choices=("auto", *SOURCES))
