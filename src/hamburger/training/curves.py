@@ -80,7 +80,8 @@ def plot_curves(
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
-def _scalar(value: Any) -> float | None:
+def finite_scalar(value: Any) -> float | None:
+    """``value`` (a number or a 0-d tensor) as a finite float, else None."""
     try:
         number = float(value.detach() if hasattr(value, "detach") else value)
     except (TypeError, ValueError, RuntimeError):
@@ -157,7 +158,7 @@ class TrainingCurves(pl.Callback):
             return
         out = outputs if isinstance(outputs, Mapping) else {"loss": outputs}
         for key in self.train_metrics:
-            value = _scalar(out[key]) if key in out else _scalar(trainer.callback_metrics.get(key))
+            value = finite_scalar(out[key]) if key in out else finite_scalar(trainer.callback_metrics.get(key))
             if value is not None:
                 self.train[key] = [p for p in self.train[key] if p[0] != step] + [(step, value)]
 
@@ -166,7 +167,7 @@ class TrainingCurves(pl.Callback):
             return
         step, found = trainer.global_step, False
         for key in self.val_metrics:
-            value = _scalar(trainer.callback_metrics.get(key))
+            value = finite_scalar(trainer.callback_metrics.get(key))
             if value is not None:
                 self.val[key] = [p for p in self.val[key] if p[0] != step] + [(step, value)]
                 found = True

@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from ..utils import check_choice, check_positive_int
+from .curves import finite_scalar
 
 __all__ = [
     "ProgressLog",
@@ -80,14 +81,6 @@ def total_steps(trainer: pl.Trainer) -> int | None:
     except Exception:  # noqa: BLE001 - no estimate for an unsized loader: the line shows no total
         return None
     return int(estimate) if math.isfinite(estimate) else None
-
-
-def _scalar(value: Any) -> float | None:
-    try:
-        number = float(value.detach() if hasattr(value, "detach") else value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _number(value: float) -> str:
@@ -256,7 +249,7 @@ class ProgressLog(pl.Callback):
         self._val_count += 1
         step, shown = trainer.global_step, []
         for key in self._val_keys(trainer):
-            value = _scalar(trainer.callback_metrics.get(key))
+            value = finite_scalar(trainer.callback_metrics.get(key))
             if value is not None:
                 points = [p for p in self.history.get(key, []) if p[0] != step]
                 self.history[key] = [*points, (step, value)]
@@ -274,8 +267,8 @@ class ProgressLog(pl.Callback):
     def _loss(self, trainer: pl.Trainer, outputs: Any) -> float | None:
         out = outputs if isinstance(outputs, Mapping) else {"loss": outputs}
         if self.loss in out:
-            return _scalar(out[self.loss])
-        return _scalar(trainer.callback_metrics.get(self.loss))
+            return finite_scalar(out[self.loss])
+        return finite_scalar(trainer.callback_metrics.get(self.loss))
 
     @staticmethod
     def _lr(trainer: pl.Trainer) -> float | None:
