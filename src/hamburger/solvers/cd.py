@@ -8,10 +8,10 @@ from torch import Tensor
 
 from ..utils import check_choice, check_float
 from . import functional as MF
-from .base import MatrixDecomposition
+from ._cosine import CosineAssignment
 
 
-class CD(MatrixDecomposition):
+class CD(CosineAssignment):
     """Concept decomposition (Dhillon & Modha 2001) as in the official ``CD2D``.
 
     The dictionary starts as unit-norm N(0, 1) columns; each step assigns tokens by a softmax
@@ -47,16 +47,9 @@ class CD(MatrixDecomposition):
         self.ridge = check_float("ridge", ridge, low=0, low_open=True)  # keeps the r x r system invertible
         self.solve = check_choice("solve", solve, ("solve", "newton_schulz"))
 
-    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return (x, *MF.normalize_tokens(x))  # the cosine needs unit tokens; they do not change
-
     def step(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, std_x = data[0], data[1]
-        weight = data[3] if len(data) > 3 else None  # padding mask, see mask_data
+        x, std_x, weight = self.step_inputs(data)
         return MF.cd_step(x, bases, self.inv_temp, self.eps, std_x=std_x, weight=weight)
-
-    def mask_data(self, data: tuple[Tensor, ...], weight: Tensor) -> tuple[Tensor, ...]:
-        return (*data, weight)  # the codes' normalisation over the tokens leaves the padding out
 
     def final_coef(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> Tensor:
         return MF.ridge_coef(data[0], bases, self.ridge, method=self.solve)

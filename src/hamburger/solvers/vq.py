@@ -6,10 +6,10 @@ from torch import Tensor
 
 from ..utils import check_float
 from . import functional as MF
-from .base import MatrixDecomposition
+from ._cosine import CosineAssignment
 
 
-class VQ(MatrixDecomposition):
+class VQ(CosineAssignment):
     """Soft k-means: ``C = softmax(inv_temp * cos(D, X))``, ``D = X C^T diag(C 1_n)^-1``.
 
     Exactly the official ``VQ2D``: the dictionary starts as N(0, 1) columns normalised to unit
@@ -31,16 +31,9 @@ class VQ(MatrixDecomposition):
         super().__init__(rank, **kwargs)
         self.inv_temp = check_float("inv_temp", inv_temp, low=0, low_open=True)
 
-    def prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return (x, *MF.normalize_tokens(x))  # the cosine needs unit tokens; they do not change
-
     def step(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, std_x = data[0], data[1]
-        weight = data[3] if len(data) > 3 else None  # padding mask, see mask_data
+        x, std_x, weight = self.step_inputs(data)
         return MF.vq_step(x, bases, self.inv_temp, self.eps, std_x=std_x, weight=weight)
-
-    def mask_data(self, data: tuple[Tensor, ...], weight: Tensor) -> tuple[Tensor, ...]:
-        return (*data, weight)  # the codes' normalisation over the tokens leaves the padding out
 
     def final_coef(self, data: tuple[Tensor, ...], bases: Tensor, coef: Tensor | None) -> Tensor:
         x, norm = data[0], data[2]
