@@ -34,7 +34,8 @@ class HamOptions:
         rank: ``r``, dictionary atoms (``MD_R``).
         steps: ``K`` in training (``TRAIN_STEPS``); eval_steps: ``K`` in eval (``EVAL_STEPS``, None = ``steps``).
         groups: ``S``, channel groups decomposed independently (``MD_S``).
-        grad_mode: ``"one_step"``, ``"bptt"`` or ``"truncated"`` (with ``grad_steps`` differentiable steps).
+        grad_mode: ``"one_step"``, ``"bptt"``, ``"truncated"`` (with ``grad_steps`` differentiable steps) or
+            ``"implicit"`` (the fixed-point gradient with ``grad_steps`` Neumann terms, 0 allowed).
         init: ``"random"``, ``"online"`` or ``"learned"`` dictionary (``RAND_INIT``); eval_init: ``"fixed"`` or
             ``"random"`` for ``init="random"`` in eval.
         momentum: ``eta``, fraction of the new value in the online dictionary's moving average (``ETA``).

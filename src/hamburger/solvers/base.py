@@ -21,11 +21,11 @@ from torch import Tensor, nn
 from ..utils import check_choice, check_float, check_int
 from ._init import draw_bases
 
-GradMode = Literal["one_step", "bptt", "truncated"]
+GradMode = Literal["one_step", "bptt", "truncated", "implicit"]
 InitMode = Literal["random", "online", "learned"]
 EvalInit = Literal["fixed", "random"]
 
-GRAD_MODES = ("one_step", "bptt", "truncated")
+GRAD_MODES = ("one_step", "bptt", "truncated", "implicit")
 INIT_MODES = ("random", "online", "learned")
 EVAL_INITS = ("fixed", "random")
 
@@ -36,6 +36,34 @@ def average_across_ranks(tensor: Tensor) -> Tensor:
         dist.all_reduce(tensor)
         tensor /= dist.get_world_size()
     return tensor
+
+
+class _FixedPointGradient(torch.autograd.Function):
+    """Identity on the solver state ``z_K = F(z_{K-1})``; its backward turns the incoming gradient ``g`` into the
+    truncated Neumann series ``sum_{j=0}^{m} (J^T)^j g`` with ``J = dF/dz`` at ``z_{K-1}``.
+
+    ``(I - J^T)^{-1} g`` is the gradient through the fixed point ``z* = F(z*, X)`` (implicit function theorem, the
+    paper's Prop. 2); the series approximates it with ``m`` vector-Jacobian products on the graph of the single
+    differentiable step, so no earlier step is stored. ``state_in`` are the detached leaves ``z_{K-1}``,
+    ``state_out`` the step's outputs (graph through ``z_{K-1}`` and ``X``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, terms: int, state_in: tuple[Tensor, ...], *state_out: Tensor) -> tuple[Tensor, ...]:
+        ctx.terms, ctx.state_in, ctx.state_out = terms, state_in, state_out
+        return tuple(t.clone() for t in state_out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
+        total = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, ctx.state_out, strict=True)]
+        term = total
+        for _ in range(ctx.terms):  # term <- J^T term, total += term
+            vjp = torch.autograd.grad(ctx.state_out, ctx.state_in, term, retain_graph=True, allow_unused=True)
+            term = [torch.zeros_like(z) if v is None else v for v, z in zip(vjp, ctx.state_in, strict=True)]
+            total = [a + b for a, b in zip(total, term, strict=True)]
+        ctx.state_in = ctx.state_out = None
+        return (None, None, *total)
 
 
 def _is_tracing() -> bool:
@@ -66,9 +94,16 @@ class MatrixDecomposition(nn.Module):
         spatial: decompose over positions (d x n, the default) or over channels (n x d).
         grad_mode: ``"one_step"`` (the paper: all K steps without gradient, then the
             differentiable code step and reconstruction), ``"bptt"`` (differentiate through every
-            step, what the mmseg / SegNeXt heads do) or ``"truncated"`` (through the last
-            ``grad_steps`` steps and the code step).
-        grad_steps: number of differentiable steps for ``grad_mode="truncated"``.
+            step, what the mmseg / SegNeXt heads do), ``"truncated"`` (through the last
+            ``grad_steps`` steps and the code step) or ``"implicit"`` (the gradient through the fixed point
+            ``z* = F(z*, X)`` of the step map, paper Prop. 2: the first ``K - 1`` steps run without gradient,
+            the last step is differentiable and its backward applies ``grad_steps`` Neumann terms,
+            ``g -> sum_{j<=grad_steps} (J^T)^j g`` with ``J = dF/dz`` there; memory of one step whatever
+            ``K``, time of about ``1 + grad_steps`` step backwards; ``grad_steps`` terms = 0 is
+            ``"truncated"`` with one step). Unlike one-step, the gradient reaches the dictionary
+            through the tokens, so it has a cross-token part.
+        grad_steps: number of differentiable steps for ``grad_mode="truncated"``; number of Neumann terms
+            for ``grad_mode="implicit"`` (0 allowed there).
         init: ``"random"``: a fresh random dictionary per sample and forward in training (the
             paper, ``RAND_INIT=True``); ``"online"``: a buffer of shape (S, d, r) used for
             every sample and moved towards the batch's final dictionary by an exponential
@@ -117,8 +152,8 @@ class MatrixDecomposition(nn.Module):
         self.steps = check_int("steps", steps, 0)
         self.eval_steps = self.steps if eval_steps is None else check_int("eval_steps", eval_steps, 0)
         self.groups = check_int("groups", groups, 1)
-        self.grad_steps = check_int("grad_steps", grad_steps, 1)
         self.grad_mode = check_choice("grad_mode", grad_mode, GRAD_MODES)
+        self.grad_steps = check_int("grad_steps", grad_steps, 0 if grad_mode == "implicit" else 1)
         self.init = check_choice("init", init, INIT_MODES)
         self.eval_init = check_choice("eval_init", eval_init, EVAL_INITS)
         if not isinstance(spatial, bool):
@@ -147,7 +182,7 @@ class MatrixDecomposition(nn.Module):
             raise ValueError(f"channels ({channels}) must be divisible by groups ({groups})")
         if init == "learned" and grad_mode != "bptt":
             raise ValueError(
-                "init='learned' needs grad_mode='bptt': the one-step and truncated gradients "
+                "init='learned' needs grad_mode='bptt': the one-step, truncated and implicit gradients "
                 f"never reach the initial dictionary, got grad_mode={grad_mode!r}"
             )
         shape = (groups, channels // groups, rank)
@@ -197,7 +232,22 @@ class MatrixDecomposition(nn.Module):
             return 0
         if self.grad_mode == "bptt":
             return steps
+        if self.grad_mode == "implicit":
+            return min(1, steps)
         return min(self.grad_steps, steps)
+
+    def _implicit_step(self, data: Any, bases: Tensor, coef: Tensor | None, *, first: bool) -> tuple[Tensor, Tensor]:
+        """The last step under ``grad_mode="implicit"``: differentiable in ``X`` from the detached state ``z_{K-1}``
+        (bases, and the codes where the solver carries them), its gradient sent through the Neumann series."""
+        if first:  # the state before the first step: D_0 and, for solvers with codes, C_0 = init_coef(D_0)
+            with torch.no_grad():
+                coef = self.init_coef(data, bases)
+        state_in = tuple(t.detach().requires_grad_() for t in (bases, coef) if t is not None)
+        with torch.enable_grad():
+            new_bases, new_coef = self.step(data, state_in[0], state_in[1] if coef is not None else None)
+            state_out = (new_bases, new_coef) if coef is not None else (new_bases,)
+            fixed = _FixedPointGradient.apply(self.grad_steps, state_in, *state_out)
+        return (fixed[0], fixed[1]) if coef is not None else (fixed[0], new_coef)
 
     def mask_data(self, data: Any, weight: Tensor) -> Any:
         """``data`` for matrices whose padded tokens (columns of ``x``, already zero) have ``weight`` 0.
@@ -223,12 +273,16 @@ class MatrixDecomposition(nn.Module):
             data = self.prepare(x)
             if mask is not None:
                 data = self.mask_data(data, mask)
+        coef: Tensor | None = None
         if steps == 0:  # the code step alone; under the one-step gradient C_0 enters it as a constant
             with torch.set_grad_enabled(grad and self.grad_mode != "one_step"):
                 coef = self.init_coef(data, bases)
-        for i in range(steps):  # the first steps - k without gradient, the last k with it
+        implicit = grad and k > 0 and self.grad_mode == "implicit"
+        for i in range(steps - 1 if implicit else steps):  # the first steps - k without gradient, the last k with it
             with torch.set_grad_enabled(grad and i >= steps - k):
                 bases, coef = self.start(data, bases) if i == 0 else self.step(data, bases, coef)
+        if implicit:
+            bases, coef = self._implicit_step(data, bases, coef, first=steps == 1)
         if self.grad_mode == "one_step":  # the dictionary and codes enter the code step as constants
             bases = bases.detach()
             coef = None if coef is None else coef.detach()
@@ -373,7 +427,7 @@ class MatrixDecomposition(nn.Module):
             f"groups={self.groups}",
             f"grad_mode={self.grad_mode!r}",
         ]
-        if self.grad_mode == "truncated":
+        if self.grad_mode in ("truncated", "implicit"):
             parts.append(f"grad_steps={self.grad_steps}")
         parts.append(f"init={self.init!r}")
         if self.init == "random":
