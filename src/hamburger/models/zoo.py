@@ -18,7 +18,8 @@ from .registry import register_model
 
 _TINY = ModelConfig(
     backbone="tiny_convnet", num_classes=11, backbone_kwargs={"widths": [16, 48, 128], "depth": [1, 2, 2]},
-    head="light_ham", channels=64, ham_channels=64, hamburger=HamOptions(rank=16, steps=6, eval_steps=7),
+    head="light_ham", channels=64, ham_channels=64, norm_layer="batch",
+    hamburger=HamOptions(rank=16, steps=6, eval_steps=7),
 )  # fmt: skip
 _HAMNET_VOC = ModelConfig(
     num_classes=21, output_stride=8, multi_grid=(1, 2, 4), head="ham", channels=256, ham_channels=512,
