@@ -30,13 +30,16 @@ def test_create_model_reaches_every_ham_option():
 
 
 def test_block_norm_is_independent_of_the_head_norm():
-    model = create_model("tiny_ham", hamburger={"norm_layer": "batch"}, **SMALL_TINY)
+    model = create_model("tiny_ham", norm_layer="group", hamburger={"norm_layer": "batch"}, **SMALL_TINY)
     assert model.config["norm_layer"] == "group"  # the head's
     assert isinstance(model.head.squeeze[1], nn.GroupNorm)
     cheese_norm = model.head.context.cheese[1]  # v2+ block: its norm sits in the cheese
     assert isinstance(cheese_norm, nn.BatchNorm2d)
-    inherited = create_model("tiny_ham", **SMALL_TINY).head.context.cheese[1]
+    inherited = create_model("tiny_ham", norm_layer="group", **SMALL_TINY).head.context.cheese[1]
     assert isinstance(inherited, nn.GroupNorm)
+    default = create_model("tiny_ham", **SMALL_TINY)  # the tiny models: BatchNorm head and block (local baselines)
+    assert isinstance(default.head.squeeze[1], nn.BatchNorm2d)
+    assert isinstance(default.head.context.cheese[1], nn.BatchNorm2d)
 
 
 def test_unknown_option_names_the_valid_ones():
