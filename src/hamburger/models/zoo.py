@@ -7,7 +7,9 @@
   3x3 align 512->256, no auxiliary head, BatchNorm.
 * ``hamnet_mmseg_resnet101``: the official mmseg ADE20K HamNet (``seg_mm``): ResNetV1c-101 OS8,
   GroupNorm head with ``concat_input``, V1 structure, auxiliary FCN head on stage 3.
-* ``light_ham_*``: the Light-Ham / SegNeXt head on stages at strides 8, 16, 32, GroupNorm.
+* ``light_ham_*``: the Light-Ham / SegNeXt head on stages at strides 8, 16, 32, GroupNorm, and the gradient
+  through every solver step (``grad_mode="bptt"``) as the official Light-Ham head trains (its ``no_grad`` is
+  commented out); the one-step gradient has no cross-token part (docs/results.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ _HAMNET_VOC = ModelConfig(
     kernel_size=3, norm_layer="batch", hamburger=HamOptions(rank=64, steps=6, eval_steps=6, version="v2"),
     align_corners=True,
 )  # fmt: skip
-_LIGHT_HAM = ModelConfig(num_classes=150, head="light_ham", norm_layer="group", feature_strides=(8, 16, 32))
+_LIGHT_HAM = ModelConfig(
+    num_classes=150, head="light_ham", norm_layer="group", feature_strides=(8, 16, 32),
+    hamburger=HamOptions(grad_mode="bptt"),
+)  # fmt: skip
 
 
 @register_model
