@@ -47,10 +47,9 @@ def default_loss(output: Any) -> torch.Tensor:
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    tensor = next(iter(model.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(model.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def model_cost(
@@ -109,7 +108,9 @@ def model_cost(
             model.train()
 
             def train_step() -> None:
-                loss_fn(model(batch)).backward()
+                value = loss_fn(model(batch))
+                if value.requires_grad:  # a model without trainable parameters has no backward
+                    value.backward()
 
             train_peak = peak_memory(train_step, device=device)
             for p in model.parameters():
