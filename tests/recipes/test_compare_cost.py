@@ -65,7 +65,7 @@ def test_compare_measures_each_trained_model_and_prints_cost_columns(tmp_path: P
     footnotes = summary[3:]
     assert footnotes[1].startswith("peak MiB: one training step (forward+backward, batch 3 at 53x67)")
     assert footnotes[2].startswith("GFLOPs@S: forward FLOPs of one image of size S")
-    assert footnotes[3].startswith("ms@97: median forward latency of one 97x97 image (3 runs after 1 warm-up, cpu)")
+    assert footnotes[3].startswith("ms@97: median forward latency of one 97x97 image (5 runs after 1 warm-up, cpu)")
     assert max(map(len, summary)) <= 110
 
 

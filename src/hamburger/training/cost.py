@@ -62,7 +62,7 @@ def model_cost(
     in_channels: int = 3,
     make_loss: Callable[[torch.Tensor], Loss] | None = None,
     latency_warmup: int = 1,
-    latency_repeats: int = 3,
+    latency_repeats: int = 5,
 ) -> dict[str, Any]:
     """Peak memory of a training step, forward FLOPs at ``input_size`` and ``large_size``, latency at ``large_size``.
 
