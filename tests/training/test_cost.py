@@ -78,6 +78,10 @@ def test_the_measured_model_is_left_as_it_was() -> None:
     net.eval()
     model_cost(net, input_size=8, batch_size=1, large_size=8, latency_repeats=1)
     assert not net.training
+    net.train()
+    net[1].eval()  # a frozen norm inside a training model stays frozen
+    model_cost(net, input_size=8, batch_size=1, large_size=8, latency_repeats=1)
+    assert [m.training for m in net] == [True, False, True, True]
 
 
 def test_custom_loss_sees_the_batch_and_default_loss_takes_dicts() -> None:

@@ -94,7 +94,7 @@ def model_cost(
     latency_warmup = check_int("latency_warmup", latency_warmup, 0)
     latency_repeats = check_positive_int("latency_repeats", latency_repeats)
     device = torch.device(device) if device is not None else _device_of(model)
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # submodules may differ (e.g. a frozen norm)
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     grads = {name: p.grad for name, p in model.named_parameters()}
     rng_devices = [device] if device.type == "cuda" else []
@@ -124,7 +124,8 @@ def model_cost(
                 flops_large = count_flops(lambda: model(large))
                 timing = time_fn(lambda: model(large), device=device, warmup=latency_warmup, repeats=latency_repeats)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
         with torch.no_grad():
             for name, b in model.named_buffers():
                 if name in buffers:
