@@ -27,6 +27,7 @@ MODULES = (
     "hamburger.training.curves",
     "hamburger.training.cli",
     "hamburger.training.compare",
+    "hamburger.training.cost",
     "hamburger.training.progress",
     "hamburger.training.rng",
     "hamburger.recipes.seg.cli",

@@ -19,10 +19,15 @@ Timing protocol (the same for every model, so the order of the models does not f
 
 ``train_seconds`` is the wall time of ``trainer.fit`` alone (CLI parsing, model and dataset construction are
 outside it, validation inside); runs are made in the given order in one process.
+
+Cost: with a recipe's ``cost(cli)`` (e.g. :func:`hamburger.training.cost.model_cost` of the trained model at the
+run's batch and crop size), each row gets a ``cost`` dict measured in the same process right after the model's
+fit and validation, before the next model is built (``None`` when the comparison skips it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -35,9 +40,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from ..utils import atomic_write_text, check_int
+from ..utils import atomic_write_text, check_int, check_positive_int
 from ..utils.configs import resolve_config
 from .cli import USER_ERRORS, ArgumentParser, error_line, json_safe
+from .cost import DEFAULT_COST_SIZE
 
 __all__ = ["DEFAULT_TIMING_WARMUP", "StepTimer", "compare_main", "compare_runs", "count_parameters"]
 
@@ -124,12 +130,15 @@ def compare_runs(
     score: Callable[[Any], dict[str, Any]],
     model_option: str = "--model.model",
     timing_warmup: int = DEFAULT_TIMING_WARMUP,
+    cost: Callable[[Any], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit each of ``models`` with ``config`` + ``overrides`` under ``root/<model>``; validate; return rows.
 
     Each row holds ``model``, ``params``, ``steps``, ``step_seconds`` (mean time of a training step after
     ``timing_warmup`` untimed ones, see :class:`StepTimer`), ``timed_steps``, ``warmup_steps``,
-    ``train_seconds`` (``trainer.fit`` in total), the recipe's ``score(cli)`` and ``checkpoint_dir``. With
+    ``train_seconds`` (``trainer.fit`` in total), the recipe's ``score(cli)``, ``cost`` (the recipe's
+    ``cost(cli)`` of the trained model, measured after the validation; ``None`` without ``cost``) and
+    ``checkpoint_dir``. With
     ``timing_warmup > 0`` an untimed warm-up run of the first model comes first (see the module docstring).
     A comparison always trains from scratch: checkpoints of an earlier comparison in ``root`` are replaced
     (``--checkpoint.overwrite=true``).
@@ -166,6 +175,7 @@ def compare_runs(
                 "warmup_steps": timer.warmup_seen if timer is not None else 0,
                 "train_seconds": None if fit_seconds is None else round(fit_seconds, 1),
                 **score(cli),
+                "cost": cost(cli) if cost is not None else None,
                 "checkpoint_dir": getattr(cli.trainer.checkpoint_callback, "dirpath", None),
             }
         )
@@ -187,6 +197,7 @@ def compare_main(
     score: Callable[[Any], dict[str, Any]],
     format_results: Callable[[list[dict[str, Any]]], str],
     check_models: Callable[[list[str]], None] = lambda models: None,
+    cost: Callable[..., dict[str, Any]] | None = None,
     default_model: str,
     default_baselines: Sequence[str],
     default_root: str,
@@ -196,9 +207,10 @@ def compare_main(
 
     ``--config`` (required), ``--model`` (default: the config's ``model.model``), ``--baseline MODEL ...``,
     ``--root`` (default ``<config's trainer.default_root_dir>/compare``) and ``--timing_warmup N`` (see
-    :func:`compare_runs`); every other option goes to each
-    ``fit``. ``check_models`` runs before any training (raise ``ValueError`` for unknown names). Returns the
-    exit code; user errors are one line on stderr (code 2).
+    :func:`compare_runs`); with a recipe's ``cost(cli, *, large_size)`` also ``--cost_size S`` (the large side,
+    default :data:`~hamburger.training.cost.DEFAULT_COST_SIZE`) and ``--no_cost`` (skip the cost measurement).
+    Every other option goes to each ``fit``. ``check_models`` runs before any training (raise ``ValueError`` for
+    unknown names). Returns the exit code; user errors are one line on stderr (code 2).
     """
     parser = ArgumentParser(
         prog=prog,
@@ -217,6 +229,16 @@ def compare_main(
         help=f"untimed steps at the start of every run, and the length of an untimed warm-up run of the first "
         f"model before the timed runs (0: none; default {DEFAULT_TIMING_WARMUP})",
     )  # fmt: skip
+    if cost is not None:
+        parser.add_argument(
+            "--cost_size", type=int, default=DEFAULT_COST_SIZE, metavar="S",
+            help=f"side of the large square input of the cost columns: forward FLOPs and latency of one SxS image "
+            f"(default {DEFAULT_COST_SIZE})",
+        )  # fmt: skip
+        parser.add_argument(
+            "--no_cost", action="store_true",
+            help="skip the cost measurement (peak memory of a training step, FLOPs, latency) after each fit",
+        )  # fmt: skip
     args, overrides = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     try:
         args.config = resolve_config(args.config)  # a packaged config's name (fashion_scenes) works too
@@ -236,15 +258,19 @@ def compare_main(
         models = list(dict.fromkeys([model, *args.baseline]))  # in order, each model once
         check_models(models)  # before any training, so a typo in the last baseline costs nothing
         check_int("--timing_warmup", args.timing_warmup, 0)
+        measure = None
+        if cost is not None and not args.no_cost:
+            large_size = check_positive_int("--cost_size", args.cost_size)
+            measure = functools.partial(cost, large_size=large_size)
         start = time.perf_counter()
         results = compare_runs(
             build_cli, config=args.config, models=models, root=root, overrides=overrides, score=score,
-            timing_warmup=args.timing_warmup,
+            timing_warmup=args.timing_warmup, cost=measure,
         )  # fmt: skip
         wall = time.perf_counter() - start
         report = {
             "config": args.config, "overrides": overrides, "timing_warmup": args.timing_warmup,
-            "wall_seconds": wall, "results": results,
+            "cost": measure is not None, "wall_seconds": wall, "results": results,
         }  # fmt: skip
         path = os.path.join(root, "compare.json")
         atomic_write_text(path, json.dumps(json_safe(report), indent=2) + "\n")
