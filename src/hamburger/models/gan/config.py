@@ -84,7 +84,7 @@ class GANConfig:
     context: str = "hamburger"
     g_context_size: int = 32
     d_context_size: int = 32
-    g_ham: HamOptions = field(default_factory=default_g_ham)
+    g_ham: HamOptions = field(default_factory=default_g_ham)  # a mapping: changes to these defaults
     d_ham: HamOptions = field(default_factory=default_d_ham)
     g_ham_channels: int | None = None
     d_ham_channels: int | None = None

@@ -20,7 +20,9 @@ SN_EPS = 1e-6  # StudioGAN's spectral-norm epsilon
 
 def _spectral(module: nn.Module) -> nn.Module:
     """Orthogonal weight (before SN), zero bias, then the spectral-norm parametrisation."""
-    nn.init.orthogonal_(module.weight)
+    weight = module.weight
+    assert isinstance(weight, Tensor)
+    nn.init.orthogonal_(weight)
     bias = getattr(module, "bias", None)
     if isinstance(bias, Tensor):
         nn.init.zeros_(bias)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from .config import GANConfig
+from .config import GANConfig, default_d_ham, default_g_ham
 from .networks import Discriminator, Generator
 
 _GANS: dict[str, GANConfig] = {}
@@ -59,7 +59,8 @@ def _register_defaults() -> None:
     # placement. Ham width = feature width (64), rank 8 (the official d / r = 8).
     small = GANConfig(
         image_size=32, num_classes=10, out_channels=1, g_channels=16, d_channels=32,
-        g_context_size=16, d_context_size=16, g_ham={"rank": 8}, d_ham={"rank": 8},
+        g_context_size=16, d_context_size=16,
+        g_ham=default_g_ham().replace(rank=8), d_ham=default_d_ham().replace(rank=8),
     )  # fmt: skip
     register_gan("hamgan_32", small)
     register_gan("sagan_32", small.replace(context="self_attention"))
