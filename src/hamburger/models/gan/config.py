@@ -65,8 +65,9 @@ class GANConfig:
             ``G_WIDTHS`` / ``D_WIDTHS``).
         context: the global-context block in G and D: ``"hamburger"``, ``"self_attention"`` (SAGAN) or ``"none"``
             (SNGAN-projection).
-        g_context_size, d_context_size: the feature-map side after which the context block sits (the official
-            HamGAN: 32 in both at 128x128).
+        g_context_size, d_context_size: the feature-map side after which the context block sits; None (the
+            default) is resolved to 32 (the official HamGAN place at 128x128) for 64 and 128 images and to 16 for
+            32x32 images (StudioGAN's CIFAR SAGAN place).
         g_ham, d_ham: the hams and their blocks (:class:`~hamburger.blocks.HamOptions`); ``norm_layer="inherit"``
             means class-conditional BatchNorm in G and no norm in D, ``conv_layer="spectral"`` orthogonally
             initialised spectral-norm 1x1 breads. Layer fields must be names (the config serialises).
@@ -82,8 +83,8 @@ class GANConfig:
     g_channels: int = 64
     d_channels: int = 64
     context: str = "hamburger"
-    g_context_size: int = 32
-    d_context_size: int = 32
+    g_context_size: int | None = None
+    d_context_size: int | None = None
     g_ham: HamOptions = field(default_factory=default_g_ham)  # a mapping: changes to these defaults
     d_ham: HamOptions = field(default_factory=default_d_ham)
     g_ham_channels: int | None = None
@@ -101,6 +102,9 @@ class GANConfig:
         check_positive_int("g_channels", self.g_channels)
         check_positive_int("d_channels", self.d_channels)
         check_choice("context", self.context, CONTEXTS)
+        for name in ("g_context_size", "d_context_size"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, 32 if self.image_size > 32 else 16)
         for name, sizes in (("g_context_size", g_sizes(self.image_size)), ("d_context_size", d_sizes(self.image_size))):
             check_int(name, getattr(self, name))
             if getattr(self, name) not in sizes:
