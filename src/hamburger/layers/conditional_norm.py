@@ -62,9 +62,10 @@ class ConditionalBatchNorm(nn.Module):
         momentum = check_float("momentum", momentum, low=0, high=1)
         dd = {"device": device, "dtype": dtype}
         self.norm = _BATCH_NORMS[spatial_dims](num_features, eps=eps, momentum=momentum, affine=False, **dd)
-        self.gain = nn.Embedding(num_classes, num_features, **dd)
-        self.bias = nn.Embedding(num_classes, num_features, **dd)
-        self.reset_parameters()
+        # built from their initial values (no throwaway random draw)
+        self.gain = nn.Embedding.from_pretrained(torch.ones(num_classes, num_features, **dd), freeze=False)
+        self.bias = nn.Embedding.from_pretrained(torch.zeros(num_classes, num_features, **dd), freeze=False)
+        self.norm.reset_running_stats()
 
     def reset_parameters(self) -> None:
         """Gains 1 and biases 0 for every class (the layer starts as a plain BatchNorm)."""
