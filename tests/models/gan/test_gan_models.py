@@ -253,6 +253,8 @@ def test_variants_and_hams():
         g, d = create_gan("hamgan_32", **overrides)
         z, y = _inputs(g, 3)
         assert g(z, y).shape == (3, 1, 32, 32) and d(g(z, y), y).shape == (3,)
+    g, d = create_gan("hamgan_32", g_ham={"ham": "cd"}, d_ham={"ham": "cd", "ridge": 0.5})
+    assert (g.context.ham.ridge, d.context.ham.ridge) == (0.01, 0.5)  # the GAN code's ridge unless set
     g, _ = create_gan("hamgan_32", g_ham={"version": "v2"})
     assert isinstance(g.context.cheese[1], ConditionalBatchNorm) and isinstance(g.context.upper_norm, nn.Identity)
     g, d = create_gan("hamgan_32", g_context_size=32, d_context_size=8)

@@ -16,7 +16,8 @@ Differences from the official GAN code (see docs/gan.md, "Models"):
 * the lower bread has a bias (the GAN ``sn_conv1x1`` has none);
 * v2's cheese maps ``d -> d`` then the upper bread ``d -> C`` (the GAN code: ``d -> C``, ``C -> C``); the two
   agree for the default ``d = C``;
-* CD keeps its normalised-token assignment (the library's CD; ``ridge`` 0.01 as in the GAN code must be set);
+* CD is the library's CD, the GAN code's algorithm (cosine assignment on the normalised tokens, inverse
+  temperature 100, bases from ``x``, ridge code step) with the GAN ridge 0.01 unless ``ridge`` is set;
 * orthogonal init (StudioGAN) instead of TF's Glorot-uniform; class-conditional BN gains/biases are plain
   per-class tables (as TF-GAN), not spectral-normalised linears (StudioGAN).
 """

@@ -15,6 +15,9 @@ from .config import D_DOWN, GANConfig, d_sizes, g_sizes
 from .layers import DiscBlock, GenBlock, SNSelfAttention2d, sn_conv2d, sn_embedding, sn_linear
 
 
+GAN_CD_RIDGE = 0.01
+
+
 def _check_config(config: object) -> GANConfig:
     if not isinstance(config, GANConfig):
         raise TypeError(f"config must be a GANConfig, got {type(config).__name__}")
@@ -47,6 +50,8 @@ def _ham_block(config: GANConfig, channels: int, *, generator: bool) -> Hamburge
         norm = norm if generator else "none"
     conv = sn_conv2d if opts.conv_layer == "spectral" else opts.conv_layer
     ham_channels = config.g_ham_channels if generator else config.d_ham_channels
+    if opts.ham == "cd" and opts.ridge is None:  # the GAN code's ridge (the segmentation code's is 0.1)
+        opts = opts.replace(ridge=GAN_CD_RIDGE)
     return Hamburger(channels, ham=opts.replace(norm_layer=norm, conv_layer=conv), ham_channels=ham_channels)
 
 
