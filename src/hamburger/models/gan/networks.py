@@ -14,7 +14,6 @@ from ...layers import ConditionalBatchNorm
 from .config import D_DOWN, GANConfig, d_sizes, g_sizes
 from .layers import DiscBlock, GenBlock, SNSelfAttention2d, sn_conv2d, sn_embedding, sn_linear
 
-
 GAN_CD_RIDGE = 0.01
 
 
