@@ -68,7 +68,8 @@ class GlobalPoolContext2d(nn.Module):
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan_out, ReLU) convolutions, zero bias, norms (1, 0); ``W_2 = 0`` without a gate."""
         nn.init.kaiming_normal_(self.reduce.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(self.reduce.bias)
+        if self.reduce.bias is not None:
+            nn.init.zeros_(self.reduce.bias)
         if self.gate is None:
             nn.init.zeros_(self.expand.weight)
         else:
