@@ -19,6 +19,7 @@ from pathlib import Path
 MODULES = (
     "hamburger",
     "hamburger.models",
+    "hamburger.models.gan",
     "hamburger.heads",
     "hamburger.blocks",
     "hamburger.training.checkpoint",
