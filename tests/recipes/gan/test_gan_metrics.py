@@ -11,25 +11,28 @@ import torch
 from hamburger.recipes.gan.metrics import format_scores, manifold_precision_recall, score_features
 
 
+def _mixing(d: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(123)
+    return torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)  # correlated, O(1) per dimension
+
+
 def _features(n: int = 600, d: int = 16, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    mixing = torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)  # correlated, O(1) per dimension
-    return torch.randn(n, d, generator=g, dtype=torch.float64) @ mixing
+    return torch.randn(n, d, generator=g, dtype=torch.float64) @ _mixing(d)
 
 
 def test_fid_of_a_set_against_itself_is_zero():
     x = _features()
-    scores = score_features(x, x, nearest_k=None)
-    scale = float(torch.cov(x.T).trace())  # FID of a set vs. a point mass at its mean would be this
-    assert abs(scores["fid"]) < 1e-3 * scale * 1e-3
-    assert abs(scores["fid"]) < 1e-6
+    scores = score_features(x, x, nearest_k=None, kid_subsets=2)
+    scale = float(torch.cov(x.T).trace())  # FID of the set vs. a point mass at its mean
+    assert abs(scores["fid"]) < 1e-9 * scale
 
 
 @pytest.mark.parametrize("shift", [0.5, 1.0, 2.0])
 def test_fid_of_a_translated_set_is_the_squared_shift(shift):
     x = _features()
     direction = torch.ones(x.shape[1], dtype=torch.float64)
-    scores = score_features(x, x + shift * direction, nearest_k=None)
+    scores = score_features(x, x + shift * direction, nearest_k=None, kid_subsets=2)
     # same covariance, means apart by shift * 1: FID = ||mu_r - mu_g||^2 = shift^2 * d (float64 throughout)
     assert scores["fid"] == pytest.approx(shift**2 * x.shape[1], rel=1e-9)
 
@@ -47,14 +50,17 @@ def test_fid_and_kid_grow_with_noise():
     assert kids == sorted(kids) and kids[3] > 0
 
 
-def test_kid_of_identical_sets_is_zero_and_of_shifted_sets_positive():
-    x = _features()
-    same = score_features(x, x, nearest_k=None, kid_subset_size=300, kid_subsets=50)
-    shifted = score_features(x, x + 1.0, nearest_k=None, kid_subset_size=300, kid_subsets=50)
-    # unbiased MMD^2 estimate of one distribution: mean ~0 up to its subset noise
-    assert abs(same["kid_mean"]) < 0.02 * shifted["kid_mean"]
-    assert abs(same["kid_mean"]) <= 3 * same["kid_std"] / math.sqrt(50) + 1e-12
-    assert shifted["kid_mean"] > 10 * shifted["kid_std"] / math.sqrt(50)
+def test_kid_of_identical_distributions_is_zero_and_of_shifted_sets_positive():
+    x, y = _features(seed=1), _features(seed=2)  # two independent draws of one distribution
+    same = score_features(x, y, nearest_k=None, kid_subset_size=300, kid_subsets=50)
+    shifted = score_features(x, y + 1.0, nearest_k=None, kid_subset_size=300, kid_subsets=50)
+    # unbiased MMD^2 of one distribution: mean ~0 up to the subset noise; a shift of 1 per dimension is far above
+    assert abs(same["kid_mean"]) < 0.01 * shifted["kid_mean"]
+    assert abs(same["kid_mean"]) < 3 * same["kid_std"]
+    assert shifted["kid_mean"] > 10 * shifted["kid_std"]
+    # the very same set: overlapping subsets make the cross term larger, so the estimate is slightly negative
+    itself = score_features(x, x, nearest_k=None, kid_subset_size=300, kid_subsets=50)
+    assert abs(itself["kid_mean"]) < 0.01 * shifted["kid_mean"]
 
 
 def test_scores_are_reproducible_with_the_seed():
@@ -71,12 +77,29 @@ def _confident_logits(labels: torch.Tensor, num_classes: int = 10, margin: float
 def test_inception_score_uniform_confident_is_num_classes_and_one_class_is_one():
     feats = _features(1000, 4)
     labels = torch.arange(1000) % 10
-    uniform = score_features(feats, feats, fake_logits=_confident_logits(labels), is_splits=1, nearest_k=None)
+    uniform = score_features(
+        feats,
+        feats,
+        kid_subsets=2,
+        kid_subset_size=50,
+        fake_logits=_confident_logits(labels),
+        is_splits=1,
+        nearest_k=None,
+    )
     assert uniform["is_mean"] == pytest.approx(10.0, rel=1e-6)
-    one = score_features(feats, feats, fake_logits=_confident_logits(torch.zeros(1000).long()), nearest_k=None)
+    one = score_features(
+        feats,
+        feats,
+        kid_subsets=2,
+        kid_subset_size=50,
+        fake_logits=_confident_logits(torch.zeros(1000).long()),
+        nearest_k=None,
+    )
     assert one["is_mean"] == pytest.approx(1.0, abs=1e-6)
     # 10 splits of 100 random items: still close to 10 (each split's label marginal is nearly uniform)
-    split = score_features(feats, feats, fake_logits=_confident_logits(labels), nearest_k=None)
+    split = score_features(
+        feats, feats, kid_subsets=2, kid_subset_size=50, fake_logits=_confident_logits(labels), nearest_k=None
+    )
     assert 9.3 < split["is_mean"] <= 10.0 and split["is_std"] > 0
 
 
@@ -103,7 +126,7 @@ def test_precision_recall_matches_brute_force_knn(k, shift):
     ref_p, ref_r = _brute_precision_recall(real.numpy(), fake.numpy(), k)
     assert (precision, recall) == (pytest.approx(ref_p, abs=1e-12), pytest.approx(ref_r, abs=1e-12))
     if shift == 3.0:
-        assert precision < 0.3 and recall < 0.3
+        assert precision < 0.1 and recall < 0.5  # far apart: few fakes in the real manifold
 
 
 def test_precision_recall_of_a_set_against_itself_is_one():

@@ -166,9 +166,11 @@ def score_features(
     for prefix, logits in (("is", fake_logits), ("is_real", real_logits)):
         if logits is None:
             continue
-        inception_score = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=min(is_splits, len(logits)))
-        inception_score.update(logits.double().cpu())
-        with torch.random.fork_rng(devices=[]):
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.filterwarnings("ignore", message=".*save all extracted features", category=UserWarning)
+            warnings.filterwarnings("ignore", message=r"std\(\): degrees of freedom", category=UserWarning)  # 1 split
+            inception_score = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=min(is_splits, len(logits)))
+            inception_score.update(logits.double().cpu())
             torch.manual_seed(seed)
             is_mean, is_std = inception_score.compute()
         result[f"{prefix}_mean"], result[f"{prefix}_std"] = float(is_mean), float(is_std)
