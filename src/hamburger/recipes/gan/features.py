@@ -244,6 +244,10 @@ def _mobilenet_candidates() -> list[Path]:
 
 
 class _MobileNetFeatures(FeatureNetwork):
+    mean: Tensor
+    std: Tensor
+    model: Any  # torchvision MobileNetV2 (features, classifier)
+
     def __init__(self, model: nn.Module, *, input_size: int, name: str) -> None:
         super().__init__()
         self.model = model
@@ -293,6 +297,8 @@ def _load_mobilenet(input_size: int, device: torch.device | str) -> _MobileNetFe
 
 
 class _InceptionFeatures(FeatureNetwork):
+    model: Any  # torchmetrics' NoTrainInceptionV3 (torch-fidelity)
+
     def __init__(self, model: nn.Module, *, name: str) -> None:
         super().__init__()
         self.model = model

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -248,7 +248,7 @@ class _GeneratedImages:
         self.generate, self.num_samples, self.batch_size = generate, num_samples, batch_size
         self.z_dim, self.num_classes, self.seed, self.device = z_dim, num_classes, seed, device
 
-    def __iter__(self) -> Iterable[Tensor]:
+    def __iter__(self) -> Iterator[Tensor]:
         generator = torch.Generator().manual_seed(self.seed)
         for start in range(0, self.num_samples, self.batch_size):
             n = min(self.batch_size, self.num_samples - start)
