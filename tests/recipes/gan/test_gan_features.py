@@ -231,3 +231,26 @@ def test_mobilenet_features_small_input(fashion):
     same = score_sets(a, a, features=net, kid_subsets=2, kid_subset_size=10, nearest_k=3)
     noise = torch.randint(0, 256, a.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert abs(same["fid"]) < 1e-3 * score_sets(b, noise, features=net, kid_subsets=2, nearest_k=None)["fid"]
+
+
+class _TinyGenerator(torch.nn.Module):
+    """A module generator with batch norm: sampling must not change its statistics or its mode."""
+
+    z_dim, num_classes = 4, 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 32 * 32)
+        self.bn = torch.nn.BatchNorm1d(32 * 32)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.bn(self.fc(z))).view(-1, 1, 32, 32)
+
+
+def test_score_generator_samples_a_module_in_eval_mode_and_restores_it(fmnist, fashion):
+    g = _TinyGenerator().train()
+    before = g.bn.running_mean.clone()
+    real = F.pad(fashion[0][:64], (2, 2, 2, 2))
+    scores = score_generator(g, real, features=fmnist, num_samples=64, batch_size=32, kid_subset_size=32)
+    assert torch.equal(g.bn.running_mean, before) and g.training  # z_dim, num_classes read from the module
+    assert scores["num_fake"] == 64 and scores["fid"] > 0

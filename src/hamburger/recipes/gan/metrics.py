@@ -279,8 +279,8 @@ def score_generator(
 
     ``z ~ N(0, I)`` and labels uniform over ``[0, num_classes)`` are drawn with ``seed``; ``z_dim`` and
     ``num_classes`` default to the generator's attributes of those names. ``real_images``: ``uint8 (N, C, H, W)``
-    tensor or an iterable of batches / ``(images, labels)`` pairs. The generator runs under ``torch.no_grad``;
-    its mode (eval) is the caller's business. Returns what :func:`score_sets` returns.
+    tensor or an iterable of batches / ``(images, labels)`` pairs. The generator runs under ``torch.no_grad``
+    and, if it is a module, in eval mode (its mode is restored afterwards). Returns what :func:`score_sets` returns.
     """
     check_positive_int("num_samples", num_samples)
     check_positive_int("batch_size", batch_size)
@@ -303,10 +303,17 @@ def score_generator(
         seed=seed,
         device=device,
     )
-    return score_sets(
-        real_images, fakes, features=network, batch_size=batch_size, kid_subset_size=kid_subset_size,
-        nearest_k=nearest_k, seed=seed,
-    )  # fmt: skip
+    was_training = isinstance(generate, nn.Module) and generate.training
+    if isinstance(generate, nn.Module):
+        generate.eval()  # batch-norm statistics fixed while sampling; the mode is restored afterwards
+    try:
+        return score_sets(
+            real_images, fakes, features=network, batch_size=batch_size, kid_subset_size=kid_subset_size,
+            nearest_k=nearest_k, seed=seed,
+        )  # fmt: skip
+    finally:
+        if isinstance(generate, nn.Module):
+            generate.train(was_training)
 
 
 def format_scores(result: dict[str, Any]) -> str:
