@@ -130,8 +130,8 @@ def branch_ablation(model: nn.Module, mode: str = "zero") -> Iterator[list[str]]
     blocks = _require_hamburgers(model)
 
     def wrap(original: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        def branch(x: Tensor, mask: Tensor | None = None) -> Tensor:
-            out = original(x, mask)
+        def branch(x: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+            out = original(x, mask, cond)
             return torch.zeros_like(out) if mode == "zero" else _spatial_mean(out, mask)
 
         return branch
@@ -186,8 +186,8 @@ class BranchStatsCallback(pl.Callback):
 
     def _recorder(self, name: str, block: Hamburger) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
         def wrap(original: Callable[..., Tensor]) -> Callable[..., Tensor]:
-            def branch(x: Tensor, mask: Tensor | None = None) -> Tensor:
-                out = original(x, mask)
+            def branch(x: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+                out = original(x, mask, cond)
                 with torch.no_grad():
                     shortcut = x if block.coef_shortcut is None else block.coef_shortcut * x
                     sums = self._sums.setdefault(name, [0.0, 0.0, 0.0])
@@ -489,10 +489,10 @@ def block_gradient_norms(
 
     def branch_tap(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
         def wrap(original: Callable[..., Tensor]) -> Callable[..., Tensor]:
-            def branch(x: Tensor, mask: Tensor | None = None) -> Tensor:
+            def branch(x: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
                 tapped = _tap(x)
                 taps[name]["branch"].append(tapped)
-                return original(tapped, mask)
+                return original(tapped, mask, cond)
 
             return branch
 
