@@ -448,7 +448,8 @@ def _run_one(experiment: Experiment, arm: str, seed: int, config: dict, fingerpr
                 "init_args": {"every_n_steps": every}}  # fmt: skip
         extra.append(f"--trainer.callbacks+={json.dumps(spec)}")
     start = time.perf_counter()
-    cli = _train(config_path, extra)
+    with open(os.path.join(run_dir, "fit.log"), "w", encoding="utf-8") as fit_log, contextlib.redirect_stdout(fit_log):
+        cli = _train(config_path, extra)  # the fit's progress lines and summary go to runs/ARM/seedS/fit.log
     train_seconds = getattr(cli, "fit_seconds", None)
     timer = next((cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimer)), None)
     module = cli.model
