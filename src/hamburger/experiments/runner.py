@@ -475,6 +475,7 @@ def _run_one(experiment: Experiment, arm: str, seed: int, config: dict, fingerpr
         "train_seconds": train_seconds,
         "step_ms": None if step is None else 1e3 * step,
         "wall_seconds": time.perf_counter() - start,
+        "threads": torch.get_num_threads(),
         "metrics": metrics,
         "measures": measured,
         "config": config_path,
