@@ -1,4 +1,5 @@
-"""Import direction: cli -> experiments -> recipes -> training -> models -> heads -> blocks -> solvers, layers (bench: blocks, layers).
+"""Import direction: cli -> experiments -> recipes -> training -> models -> heads -> blocks -> solvers, layers
+(bench: blocks, layers).
 
 A module may import hamburger subpackages of its own level or below, never above.
 """

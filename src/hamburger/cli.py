@@ -20,7 +20,13 @@ import importlib
 import sys
 from typing import NoReturn
 
-EXTRAS = {"bench": "bench", "seg": "seg", "convert": "seg", "export": "export", "experiments": "seg"}  # the pip extra of each command
+EXTRAS = {
+    "bench": "bench",
+    "seg": "seg",
+    "convert": "seg",
+    "export": "export",
+    "experiments": "seg",
+}  # the pip extra of each command
 COMMANDS = {
     "demo": ("hamburger.demo", "run a Hamburger block and print its cost against attention"),
     "bench": ("hamburger.bench.cli", "benchmark Hamburger against attention and other context modules"),

@@ -185,7 +185,9 @@ def test_rerun_skips_finished_runs(rank_quick, monkeypatch, capsys):
     before = _load(rank_quick)
     counter = Counter()
     monkeypatch.setattr(runner, "_train", counter)
-    code, stdout, _ = _run(capsys, "run", "rank", "--quick", "--seeds", "2", "--arms", "r1", "--output", str(rank_quick))
+    code, stdout, _ = _run(
+        capsys, "run", "rank", "--quick", "--seeds", "2", "--arms", "r1", "--output", str(rank_quick)
+    )
     assert code == 0 and counter.calls == 0
     assert _load(rank_quick)["runs"] == before["runs"]
     assert "| r1 | 2 |" in stdout

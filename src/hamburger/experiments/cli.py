@@ -44,14 +44,16 @@ def _parser() -> ArgumentParser:
     run = sub.add_parser("run", help="train, evaluate and measure every (arm, seed) of an experiment")
     run.add_argument("name", help=f"experiment name: {', '.join(EXPERIMENTS)}")
     run.add_argument("--quick", action="store_true", help="3 steps, 1 seed, 4 val scenes: checks the outputs only")
-    run.add_argument("--seeds", type=_positive, default=None, metavar="N", help="seeds per arm (default: the experiment's)")
+    run.add_argument(
+        "--seeds", type=_positive, default=None, metavar="N", help="seeds per arm (default: the experiment's)"
+    )
     run.add_argument("--steps", type=_positive, default=None, metavar="N", help="training steps per run")
     run.add_argument("--val_scenes", type=_positive, default=None, metavar="N", help="validation scenes")
     run.add_argument("--batch_size", type=_positive, default=None, metavar="N", help="training batch size")
     run.add_argument("--jobs", type=_positive, default=1, metavar="N", help="worker processes (default 1)")
     run.add_argument("--output", default=None, metavar="DIR", help="results folder (default runs/experiments/NAME)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-                     help="seg config override for every run, e.g. --set model.model_kwargs.norm_layer=batch")  # fmt: skip
+                     help="seg config override for every run, e.g. --set data.num_workers=2")  # fmt: skip
     run.add_argument("--arms", nargs="+", default=None, metavar="ARM", help="run only these arms")
     report = sub.add_parser("report", help="assemble docs/results.md from the results folders")
     report.add_argument("--results", default="runs/experiments", help="folder of the experiments' results folders")

@@ -44,7 +44,9 @@ def context_pixels(label: torch.Tensor, own: torch.Tensor, *, ignore_index: int 
     return (label != 0) & (label != ignore_index) & (label != own)
 
 
-def ctx_counts(pred: torch.Tensor, label: torch.Tensor, own: torch.Tensor, *, ignore_index: int = 255) -> tuple[int, int]:
+def ctx_counts(
+    pred: torch.Tensor, label: torch.Tensor, own: torch.Tensor, *, ignore_index: int = 255
+) -> tuple[int, int]:
     """``(correct, total)`` over the context-dependent pixels (:func:`context_pixels`) of a prediction."""
     if pred.shape != label.shape:
         raise ValueError(f"pred and label must have the same shape, got {tuple(pred.shape)} and {tuple(label.shape)}")

@@ -57,7 +57,9 @@ def _eval_k(rows: Sequence[Mapping[str, Any]], path: str) -> str:
         mine = [r for r in rows if r["arm"] == arm]
         ks = [int("".join(ch for ch in r["evaluation"] if ch.isdigit()) or 0) for r in mine]
         values = [_mean(r, "mIoU", 100) for r in mine]
-        axis.errorbar(ks, [v[0] for v in values], yerr=[v[1] for v in values], marker="o", capsize=3, label=f"train {arm}")
+        axis.errorbar(
+            ks, [v[0] for v in values], yerr=[v[1] for v in values], marker="o", capsize=3, label=f"train {arm}"
+        )
     axis.set_xlabel("eval K")
     axis.set_ylabel("val mIoU %")
     axis.legend(fontsize=8)
@@ -73,7 +75,9 @@ def _cost(rows: Sequence[Mapping[str, Any]], path: str) -> str:
             for metric, marker in (("mIoU", "o"), ("ctx_acc", "^")):
                 y, err = _mean(r, metric, 100)
                 if math.isfinite(x) and math.isfinite(y):
-                    axis.errorbar([x], [y], yerr=[err], marker=marker, capsize=3, color="C0" if metric == "mIoU" else "C1")
+                    axis.errorbar(
+                        [x], [y], yerr=[err], marker=marker, capsize=3, color="C0" if metric == "mIoU" else "C1"
+                    )
                     axis.annotate(r["arm"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.set_xlabel(label)
         axis.set_ylabel("% (o: mIoU, ^: ctx acc)")

@@ -186,8 +186,14 @@ register_experiment(
         arms=_gradient_arms(),
         measures=("gradient", "train_memory"),
         columns=("off_token_share", "step_ms", "train_memory_mb"),
-        paper={"nmf-one_step": 78.3, "nmf-bptt": 77.4, "cd-one_step": 78.1, "cd-bptt": 75.0,
-               "vq-one_step": 77.7, "vq-bptt": 76.6},  # fmt: skip
+        paper={
+            "nmf-one_step": 78.3,
+            "nmf-bptt": 77.4,
+            "cd-one_step": 78.1,
+            "cd-bptt": 75.0,
+            "vq-one_step": 77.7,
+            "vq-bptt": 76.6,
+        },  # fmt: skip
         paper_source="PASCAL VOC val mIoU % (Table 1 of Geng et al. 2021)",
     )
 )

@@ -111,7 +111,11 @@ def write_report(results: str, out: str, *, notes: str | None = None) -> str:
     """Write the page (atomically) and copy its plots; return ``out``."""
     text, copies = build_report(results, out, notes=notes)
     for source, destination in copies:
-        atomic_write(destination, lambda tmp, source=source: shutil.copyfile(source, tmp))
+
+        def copy(tmp: str, source: str = source) -> None:
+            shutil.copyfile(source, tmp)
+
+        atomic_write(destination, copy)
     atomic_write_text(out, text)
     return out
 

@@ -199,7 +199,7 @@ def _scene_dataset(dataset: Any) -> Any | None:
     return dataset if isinstance(dataset, FashionScenes) else None
 
 
-def evaluate(module: Any, dataset: Any, *, batch_size: int, evaluation: Evaluation = Evaluation()) -> dict[str, Any]:
+def evaluate(module: Any, dataset: Any, *, batch_size: int, evaluation: Evaluation | None = None) -> dict[str, Any]:
     """mIoU, aAcc, mAcc and ctx acc of ``module`` (a :class:`SegModule`) on ``dataset`` (mean over repeats).
 
     With ``evaluation.repeats > 1`` each repeat runs after ``torch.manual_seed(repeat)`` inside
@@ -209,6 +209,7 @@ def evaluate(module: Any, dataset: Any, *, batch_size: int, evaluation: Evaluati
     """
     from ..recipes.seg.metrics import build_confmat, scores_from_confmat
 
+    evaluation = evaluation if evaluation is not None else Evaluation()
     scenes = _scene_dataset(dataset)
     num_classes = int(module.hparams.num_classes)
     ignore = int(module.hparams.ignore_index)
@@ -521,7 +522,9 @@ def run_experiment(experiment: Experiment, settings: RunSettings) -> dict[str, A
     arms = list(experiment.arms) if settings.arms is None else list(settings.arms)
     unknown = [a for a in arms if a not in experiment.arms]
     if unknown:
-        raise ValueError(f"unknown arm(s) {unknown} of experiment {experiment.name!r}; choose from {list(experiment.arms)}")
+        raise ValueError(
+            f"unknown arm(s) {unknown} of experiment {experiment.name!r}; choose from {list(experiment.arms)}"
+        )
     measures, unavailable = available_measures(experiment.measures)
     if experiment.measures and not measures:
         raise NotImplementedError(f"experiment {experiment.name!r}: " + "; ".join(sorted(set(unavailable.values()))))
@@ -600,7 +603,10 @@ def command_line(experiment: Experiment, settings: RunSettings) -> str:
         parts.append("--quick")
     if settings.seeds is not None:
         parts += ["--seeds", str(settings.seeds)]
-    if settings.budget is not None and settings.budget.steps != (QUICK_BUDGET if settings.quick else experiment.budget).steps:
+    if (
+        settings.budget is not None
+        and settings.budget.steps != (QUICK_BUDGET if settings.quick else experiment.budget).steps
+    ):
         parts += ["--steps", str(settings.budget.steps)]
     for key, value in settings.sets.items():
         parts += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
@@ -627,7 +633,9 @@ def summarise(experiment: Experiment, runs: Sequence[Mapping[str, Any]], *, arms
         mine = [r for r in runs if r["arm"] == arm and evaluation in (r.get("metrics") or {})]
         if not mine:
             continue
-        keys = list(dict.fromkeys(k for r in mine for k, v in _row_values(r, evaluation).items() if _scalar(v) is not None))
+        keys = list(
+            dict.fromkeys(k for r in mine for k, v in _row_values(r, evaluation).items() if _scalar(v) is not None)
+        )
         metrics = {k: aggregate(_row_values(r, evaluation).get(k) for r in mine) for k in keys}
         paper = experiment.paper.get(f"{arm}/{evaluation}", experiment.paper.get(arm) if not evaluation else None)
         if paper is None and evaluation == experiment.evaluations[0].name:
@@ -667,7 +675,7 @@ def format_table(experiment: Experiment, report: Mapping[str, Any]) -> str:
         if has_paper:
             cells.append("-" if row["paper"] is None else f"{row['paper']:g}")
         lines.append("| " + " | ".join(cells) + " |")
-    for arm, reason in report.get("skipped_arms", {}).items():
+    for arm in report.get("skipped_arms", {}):
         cells = [arm, "0", *["-"] * (len(header) - 2)]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"mean ± std over seeds; budget: {report['budget']['steps']} steps of {report['budget']['batch_size']} "
@@ -708,4 +716,3 @@ def write_outputs(experiment: Experiment, report: Mapping[str, Any], output: str
 
 def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
