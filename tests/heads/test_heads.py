@@ -9,7 +9,7 @@ from torch import nn
 from hamburger.blocks import CONTEXT_BLOCKS, Hamburger
 from hamburger.heads import FCNHead, HamHead, LightHamHead
 
-BASELINES = ["none", "self_attention", "non_local", "sdpa", "linear", "em"]
+BASELINES = ["none", "self_attention", "non_local", "sdpa", "linear", "em", "gap"]
 SMALL = {"channels": 32, "ham_channels": 32, "rank": 4}
 
 
@@ -75,7 +75,7 @@ def test_baseline_heads_differ_only_in_the_context_block(head_cls, context):
 
 
 def test_baselines_are_exactly_the_registered_non_ham_blocks():
-    assert sorted(BASELINES) == sorted(set(CONTEXT_BLOCKS) - {"hamburger"})
+    assert sorted(BASELINES) == sorted(set(CONTEXT_BLOCKS) - {"hamburger", "identity_ham"})  # identity_ham: a Hamburger
 
 
 def test_custom_context_callable():

@@ -1,6 +1,7 @@
 """Blocks built from solvers and layers: the Hamburger block and the context-module zoo."""
 
 from .em_attention import EMAttention2d
+from .global_pool import GlobalPoolContext2d
 from .hamburger import Hamburger, HamburgerTokens
 from .linear_attention import LinearAttention2d
 from .non_local import NonLocal2d
@@ -12,6 +13,7 @@ from .self_attention import SelfAttention2d
 __all__ = [
     "CONTEXT_BLOCKS",
     "EMAttention2d",
+    "GlobalPoolContext2d",
     "Hamburger",
     "HamOptions",
     "HamburgerTokens",

@@ -18,6 +18,7 @@ from torch.nn.utils import parametrize
 from ..layers import ConvNormAct, get_act_layer, get_conv_layer, get_norm_layer
 from ..solvers import MatrixDecomposition
 from ..utils import check_positive_int
+from .identity_ham import IdentityHam
 from .options import INHERIT, HamOptions
 
 Version = Literal["v1", "v2", "v2+"]
@@ -53,7 +54,8 @@ class Hamburger(nn.Module):
     Args:
         channels: ``C``, input and output channels.
         ham: ``"nmf"``, ``"vq"``, ``"cd"``, a :class:`~hamburger.blocks.HamOptions`, or a solver instance
-            (used as given; solver options may then not be passed as well).
+            (used as given; solver options may then not be passed as well); ``"identity"`` replaces the
+            decomposition by the identity (the "identity-ham" ablation: breads, norm, gates and residual kept).
         ham_channels: ``MD_D`` times ``MD_S``, the width the ham works on (default ``C``).
         spatial_dims: 1 (sequences, ``(B, C, N)``), 2 (images) or 3 (volumes).
         **options: any :class:`~hamburger.blocks.HamOptions` field: the solver options (``rank``, ``steps``,
@@ -155,6 +157,7 @@ class Hamburger(nn.Module):
         self.fold_upper = (
             version == "v1"
             and not dual
+            and not isinstance(solver, IdentityHam)
             and solver.spatial
             and isinstance(self.upper_bread, _ConvNd)
             and self.upper_bread.groups == 1

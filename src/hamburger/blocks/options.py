@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ..layers import LayerType
 from ..solvers import SOLVERS, MatrixDecomposition
 from ..utils import check_choice, check_float
+from .identity_ham import IDENTITY_HAM, IdentityHam
 
 VERSIONS = ("v1", "v2", "v2+")
 INHERIT = "inherit"
@@ -30,7 +31,9 @@ class HamOptions:
     """Every option of a ham and of its Hamburger block, typed and validated once.
 
     Solver (the ham ``M``, paper Sec. 2.2; official config keys in brackets):
-        ham: ``"nmf"``, ``"vq"`` or ``"cd"`` (``HAM_TYPE``).
+        ham: ``"nmf"``, ``"vq"`` or ``"cd"`` (``HAM_TYPE``); ``"identity"``: no decomposition (``M(X) = X``,
+            :class:`~hamburger.blocks.identity_ham.IdentityHam`, the "identity-ham" ablation; the solver options
+            are validated but unused).
         rank: ``r``, dictionary atoms (``MD_R``).
         steps: ``K`` in training (``TRAIN_STEPS``); eval_steps: ``K`` in eval (``EVAL_STEPS``, None = ``steps``).
         groups: ``S``, channel groups decomposed independently (``MD_S``).
@@ -100,8 +103,11 @@ class HamOptions:
             raise TypeError(f"ham must be one of {sorted(SOLVERS)}, got {type(self.ham).__name__} {self.ham!r}")
         if self.ham.lower() != self.ham:
             object.__setattr__(self, "ham", self.ham.lower())
-        if self.ham not in SOLVERS:
-            raise ValueError(f"unknown ham {self.ham!r}; choose from {sorted(SOLVERS)} or pass a solver instance")
+        if self.ham not in SOLVERS and self.ham != IDENTITY_HAM:
+            raise ValueError(
+                f"unknown ham {self.ham!r}; choose from {sorted(SOLVERS)} (or {IDENTITY_HAM!r} for no decomposition) "
+                "or pass a solver instance"
+            )
         for name, owners in _SPECIFIC.items():
             if getattr(self, name) is not None and self.ham not in owners:
                 raise ValueError(
@@ -152,7 +158,7 @@ class HamOptions:
     @classmethod
     def from_solver(cls, solver: MatrixDecomposition, **block: Any) -> HamOptions:
         """The options that describe ``solver`` (a registered solver type) plus block options ``block``."""
-        names = [name for name, kind in SOLVERS.items() if type(solver) is kind]
+        names = [name for name, kind in {**SOLVERS, IDENTITY_HAM: IdentityHam}.items() if type(solver) is kind]
         if not names:
             raise TypeError(f"{type(solver).__name__} is not a registered solver type {sorted(SOLVERS)}")
         values: dict[str, Any] = {name: getattr(solver, name) for name in cls.SOLVER_FIELDS if hasattr(solver, name)}
@@ -181,6 +187,8 @@ class HamOptions:
 
     def build_solver(self, *, channels: int | None = None) -> MatrixDecomposition:
         """The solver (``M``) these options describe; ``channels`` sizes an online / learned dictionary."""
+        if self.ham == IDENTITY_HAM:
+            return IdentityHam(**self.solver_kwargs(), channels=channels)
         return SOLVERS[self.ham](**self.solver_kwargs(), channels=channels)
 
     # ------------------------------------------------------------------ serialisation

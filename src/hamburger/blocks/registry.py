@@ -9,6 +9,10 @@ residual contract, so heads and benchmarks can swap them by name.
 * ``"sdpa"``: :class:`SDPAttention2d` (multi-head, fused ``scaled_dot_product_attention``);
 * ``"linear"``: :class:`LinearAttention2d` (efficient attention, linear in ``n``);
 * ``"em"``: :class:`EMAttention2d` (EMANet's EM attention over ``k`` bases);
+* ``"gap"``: :class:`GlobalPoolContext2d` (global-average-pool vector broadcast over positions, the trivial
+  baseline);
+* ``"identity_ham"``: :class:`Hamburger` with ``ham="identity"`` (no decomposition; in a head it takes the
+  head's Hamburger options, so it differs from the head's Hamburger only in ``M``);
 * ``"none"``: identity.
 """
 
@@ -19,11 +23,19 @@ from collections.abc import Callable
 from torch import nn
 
 from .em_attention import EMAttention2d
+from .global_pool import GlobalPoolContext2d
 from .hamburger import Hamburger
 from .linear_attention import LinearAttention2d
 from .non_local import NonLocal2d
 from .sdpa_attention import SDPAttention2d
 from .self_attention import SelfAttention2d
+
+
+def identity_hamburger(channels: int, **options) -> Hamburger:
+    """``Hamburger(channels, ham="identity", **options)``: the block with its decomposition removed."""
+    options.pop("ham", None)
+    return Hamburger(channels, ham="identity", **options)
+
 
 CONTEXT_BLOCKS: dict[str, Callable[..., nn.Module]] = {
     "hamburger": Hamburger,
@@ -32,6 +44,8 @@ CONTEXT_BLOCKS: dict[str, Callable[..., nn.Module]] = {
     "sdpa": SDPAttention2d,
     "linear": LinearAttention2d,
     "em": EMAttention2d,
+    "gap": GlobalPoolContext2d,
+    "identity_ham": identity_hamburger,
     "none": lambda channels, **kwargs: nn.Identity(),
 }
 

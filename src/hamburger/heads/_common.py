@@ -8,6 +8,8 @@ A head's global-context block is chosen by ``context``:
   attention baselines): built with ``create_context_block(name, channels)``, its own defaults and
   the head's ``norm_layer`` (when it takes one), so baseline heads differ from the Hamburger head
   only in this block;
+* ``"identity_ham"``: the same Hamburger with ``ham="identity"`` (no decomposition), so the ablation keeps
+  every other option of the head's block;
 * a callable ``channels -> nn.Module`` (for a block configured by the caller).
 """
 
@@ -37,7 +39,9 @@ def build_context(
     For ``context="hamburger"`` the block gets the options ``ham`` unchanged; a block norm left at
     ``"inherit"`` becomes the head's ``norm_layer``.
     """
-    if context == "hamburger":
+    if context in ("hamburger", "identity_ham"):
+        if context == "identity_ham":
+            ham = ham.replace(ham="identity")
         if ham.norm_layer == INHERIT:
             ham = ham.replace(norm_layer=norm_layer)
         return Hamburger(channels, ham=ham)
