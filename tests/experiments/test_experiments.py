@@ -180,6 +180,32 @@ def test_eval_dictionary_repeats_give_a_spread(tmp_path, capsys):
     assert metrics["fixed"]["mIoU_spread"] == 0
 
 
+def test_diagnostics_quick_ablates_and_records_the_branch(tmp_path, capsys):
+    out = tmp_path / "diagnostics"
+    code, stdout, _ = _run(capsys, "run", "diagnostics", "--quick", "--arms", "nmf", "--output", str(out))
+    assert code == 0
+    measures = _load(out)["runs"][0]["measures"]
+    for key in ("mIoU_zero", "mIoU_mean", "gate", "off_token_share", "grad_input", "grad_branch"):
+        assert math.isfinite(measures[key]), key
+    assert measures["gate"] == pytest.approx(0.0, abs=0.05)  # v2+: zero-initialised gate, 3 steps later
+    assert [row["step"] for row in measures["branch_stats"]] == [0, 1, 2]  # every max(1, 3 // 50) steps
+    assert (out / "diagnostics_branch_stats.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| nmf | 1 |" in stdout
+
+
+def test_spectrum_quick_reports_energies_and_code_maps(tmp_path, capsys):
+    out = tmp_path / "spectrum"
+    code, stdout, _ = _run(capsys, "run", "spectrum", "--quick", "--arms", "nmf", "--output", str(out))
+    assert code == 0
+    measures = _load(out)["runs"][0]["measures"]
+    assert 0 < measures["energy_before"] <= 1 and 0 < measures["energy_after"] <= 1
+    assert measures["energy_before"] == measures["energy_before_r1"]
+    assert measures["energy_after_r16"] >= measures["energy_after_r1"]  # cumulative energy grows with the rank
+    assert (out / "spectrum_code_maps_nmf.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "spectrum_spectrum.png").is_file()
+    assert "0.7 |" in stdout  # the paper's rank-1 energy after the block, beside ours
+
+
 # --------------------------------------------------------------------------- resume
 def test_rerun_skips_finished_runs(rank_quick, monkeypatch, capsys):
     before = _load(rank_quick)
@@ -259,8 +285,10 @@ def test_usage_errors_are_one_line_exit_2(capsys, tmp_path, args, message):
 
 
 def test_experiment_whose_measures_are_missing_fails_before_training(tmp_path, monkeypatch, capsys):
-    if runner.available_measures(["spectrum"])[0]:
-        pytest.skip("hamburger.experiments.spectrum is merged")
+    def missing():
+        raise NotImplementedError("this measure needs hamburger.experiments.spectrum (branch 'diagnostics')")
+
+    monkeypatch.setattr(runner, "_spectrum_module", missing)  # as before the diagnostics branch was merged
     counter = Counter()
     monkeypatch.setattr(runner, "_train", counter)
     code, _, err = _run(capsys, "run", "spectrum", "--quick", "--output", str(tmp_path))

@@ -4,8 +4,8 @@
 * ``eval_k``: mIoU against the eval ``K`` for each training ``K`` (the ``steps`` experiment);
 * ``cost``: accuracy (mIoU and ctx acc) against the context block's FLOPs and latency (the ``context`` experiment);
 * ``branch_stats``: gate value and branch / shortcut RMS over training (the ``diagnostics`` experiment);
-* ``spectrum``: singular-value energy before and after the block per arm; the code maps are the spectrum
-  module's own PNGs (``runs/ARM/seedS/code_maps.png``).
+* ``spectrum``: singular-value energy before and after the block per arm;
+* ``code_maps``: the spectrum module's code-map PNG of each arm's first seed, copied beside the others.
 """
 
 from __future__ import annotations
@@ -119,6 +119,25 @@ def _spectrum(rows: Sequence[Mapping[str, Any]], path: str) -> str | None:
     return _save(figure, path)
 
 
+def _code_maps(experiment: Experiment, report: Mapping[str, Any], output: str) -> list[str | None]:
+    """The first seed's code-map PNG of each arm, copied to ``output/NAME_code_maps_ARM.png``."""
+    import shutil
+
+    paths: list[str | None] = []
+    for run in report["runs"]:
+        source = (run.get("measures") or {}).get("code_maps")
+        if run["seed"] != 0 or not isinstance(source, str) or not os.path.isfile(source):
+            continue
+        path = os.path.join(output, f"{experiment.name}_code_maps_{run['arm']}.png")
+
+        def copy(tmp: str, source: str = source) -> None:
+            shutil.copyfile(source, tmp)
+
+        atomic_write(path, copy)
+        paths.append(path)
+    return paths
+
+
 def make_plots(experiment: Experiment, report: Mapping[str, Any], output: str) -> list[str]:
     """Write the experiment's plots as ``output/NAME_PLOT.png``; return their paths (a plot without data is left
     out)."""
@@ -138,6 +157,8 @@ def make_plots(experiment: Experiment, report: Mapping[str, Any], output: str) -
             paths.append(_branch_stats(report, path))
         elif plot == "spectrum":
             paths.append(_spectrum(rows, path))
+        elif plot == "code_maps":
+            paths += _code_maps(experiment, report, output)
         else:
             raise ValueError(f"unknown plot {plot!r} in experiment {experiment.name!r}")
     return [p for p in paths if p is not None]

@@ -98,8 +98,8 @@ class Experiment:
         columns: extra metric columns of the table (keys of a run's metrics), besides mIoU, aAcc and ctx acc.
         paper: arm (or ``"arm/evaluation"``) -> the paper's number, shown beside ours.
         paper_source: what the paper's numbers are (metric, dataset, table).
-        plots: plot names (``"bars"``, ``"cost"``, ``"branch_stats"``, ``"spectrum"``, ``"eval_k"``).
-        requires: arms -> the context block they need (arms whose block is not registered are skipped).
+        plots: plot names (``"bars"``, ``"cost"``, ``"branch_stats"``, ``"spectrum"``, ``"code_maps"``,
+            ``"eval_k"``; see :mod:`hamburger.experiments.plots`).
     """
 
     name: str
@@ -260,7 +260,7 @@ register_experiment(
         columns=("energy_before", "energy_after"),
         paper={"nmf": 0.70},
         paper_source="rank-1 singular-value energy after the Hamburger (paper's figure: about 0.53 before -> 0.70)",
-        plots=("spectrum",),
+        plots=("spectrum", "code_maps"),
     )
 )
 EVAL_REPEATS = 5

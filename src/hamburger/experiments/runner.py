@@ -377,18 +377,26 @@ def _run_measures(
     if "gradient" in measures:
         diag = _diagnostics_module()
         out["off_token_share"] = _scalar(diag.off_token_gradient_share(net, batch["image"], num_points=16))
-        norms = diag.block_gradient_norms(net, batch)
+        ignore = int(module.hparams.ignore_index)
+
+        def loss_fn(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            if logits.shape[-2:] != mask.shape[-2:]:
+                logits = torch.nn.functional.interpolate(logits, size=mask.shape[-2:], mode="bilinear")
+            return torch.nn.functional.cross_entropy(logits.float(), mask, ignore_index=ignore)
+
+        norms = diag.block_gradient_norms(net, batch, loss_fn)
         out["block_gradient_norms"] = json_safe(norms)
-        for key, value in (norms or {}).items():
-            scalar = _scalar(value)
-            if scalar is not None:
-                out[f"grad_norm/{key}"] = scalar
+        for name, values in (norms or {}).items():  # one block in the tiny models: its norms as columns
+            for key, value in (values or {}).items():
+                scalar = _scalar(value)
+                if scalar is not None:
+                    out[f"grad_{key}" if len(norms) == 1 else f"grad_{name}_{key}"] = scalar
     if "ablation" in measures:
         diag = _diagnostics_module()
         for mode in ("zero", "mean"):
             with diag.branch_ablation(module, mode=mode):
                 out[f"mIoU_{mode}"] = evaluate(module, dataset, batch_size=batch_size)["mIoU"]
-        gates = [_scalar(getattr(m, "gate", None)) for _, m in diag.find_hamburgers(net)]
+        gates = [_scalar(getattr(m, "coef_ham", None)) for _, m in diag.find_hamburgers(net)]
         out["gate"] = next((g for g in gates if g is not None), None)
     if "branch_stats" in measures:
         diag = _diagnostics_module()
@@ -396,21 +404,19 @@ def _run_measures(
         out["branch_stats"] = json_safe(_branch_records(callback)) if callback is not None else []
     if "spectrum" in measures:
         spec = _spectrum_module()
-        net.eval()
-        with torch.no_grad():
-            spectrum = spec.block_spectrum(net, batch["image"])
-        for key in ("before", "after"):
-            value = spectrum.get(key) if isinstance(spectrum, Mapping) else None
-            scalar = _scalar(value)
-            if scalar is None and value is not None:
-                values = torch.as_tensor(value).flatten().tolist()
-                out[f"spectrum_{key}"] = values
-                scalar = values[0] if values else None
-            out[f"energy_{key}"] = scalar
+        spectrum = spec.block_spectrum(net, batch["image"])  # {block: {"ranks", "input", "output"}}
+        out["spectrum"] = json_safe(spectrum)
+        first = next(iter(spectrum.values()), None) if isinstance(spectrum, Mapping) else None
+        if first:
+            ranks = list(first["ranks"])
+            for key, side in (("before", "input"), ("after", "output")):
+                energies = list(first[side])
+                out[f"energy_{key}"] = energies[ranks.index(1)] if 1 in ranks else energies[0]  # rank 1
+                for rank, energy in zip(ranks, energies, strict=True):
+                    out[f"energy_{key}_r{rank}"] = energy
     if "code_maps" in measures:
         spec = _spectrum_module()
         path = os.path.join(run_dir, "code_maps.png")
-        net.eval()
         spec.save_code_maps(net, batch["image"][:4], path)
         out["code_maps"] = path
     return out
