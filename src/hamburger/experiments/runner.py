@@ -255,7 +255,7 @@ def evaluate(module: Any, dataset: Any, *, batch_size: int, evaluation: Evaluati
 # --------------------------------------------------------------------------- measures
 def _diagnostics_module() -> Any:
     try:
-        from . import diagnostics  # type: ignore[attr-defined]
+        from . import diagnostics
     except ImportError as err:
         raise NotImplementedError(
             "this measure needs hamburger.experiments.diagnostics (branch 'diagnostics'), which is not merged yet"
@@ -265,7 +265,7 @@ def _diagnostics_module() -> Any:
 
 def _spectrum_module() -> Any:
     try:
-        from . import spectrum  # type: ignore[attr-defined]
+        from . import spectrum
     except ImportError as err:
         raise NotImplementedError(
             "this measure needs hamburger.experiments.spectrum (branch 'diagnostics'), which is not merged yet"
