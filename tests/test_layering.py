@@ -1,4 +1,5 @@
-"""Import direction: cli -> recipes -> training -> models -> heads -> blocks -> solvers, layers (bench: blocks, layers).
+"""Import direction: cli -> experiments -> recipes -> training -> models -> heads -> blocks -> solvers, layers
+(bench: blocks, layers).
 
 A module may import hamburger subpackages of its own level or below, never above.
 """
@@ -21,9 +22,10 @@ LEVEL = {
     "training": 4,
     "recipes": 5,
     "bench": 5,
-    "cli": 6,
-    "demo": 6,
-    "__main__": 6,
+    "experiments": 6,
+    "cli": 7,
+    "demo": 7,
+    "__main__": 7,
 }
 FORBIDDEN_SIBLINGS = {
     ("solvers", "layers"),

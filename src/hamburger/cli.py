@@ -6,6 +6,7 @@
     hamburger convert ...              # official checkpoint conversion (hamburger.models.convert)
     hamburger configs {list,show,copy} # the YAML configs shipped in the package (hamburger.utils.configs)
     hamburger export SRC --format onnx|torch_export --output FILE   # hamburger.recipes.seg.export
+    hamburger experiments {list,run,report} ...   # issue-13 experiments (hamburger.experiments)
     hamburger --version
 
 Subcommand modules are imported only when called, so ``hamburger demo`` needs no extras. A user error
@@ -19,7 +20,13 @@ import importlib
 import sys
 from typing import NoReturn
 
-EXTRAS = {"bench": "bench", "seg": "seg", "convert": "seg", "export": "export"}  # the pip extra of each command
+EXTRAS = {
+    "bench": "bench",
+    "seg": "seg",
+    "convert": "seg",
+    "export": "export",
+    "experiments": "seg",
+}  # the pip extra of each command
 COMMANDS = {
     "demo": ("hamburger.demo", "run a Hamburger block and print its cost against attention"),
     "bench": ("hamburger.bench.cli", "benchmark Hamburger against attention and other context modules"),
@@ -27,6 +34,7 @@ COMMANDS = {
     "convert": ("hamburger.models.convert", "convert official HamNet / Light-Ham checkpoints"),
     "configs": ("hamburger.cli:configs_main", "list, show or copy the YAML configs shipped in the package"),
     "export": ("hamburger.recipes.seg.export", "export a checkpoint or saved model to ONNX or torch.export"),
+    "experiments": ("hamburger.experiments.cli", "run the issue-13 experiments (list, run NAME, report)"),
 }
 
 
