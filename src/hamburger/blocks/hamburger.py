@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils import parametrize
 
-from ..layers import ConvNormAct, get_act_layer, get_conv_layer, get_norm_layer
+from ..layers import ConvNormAct, get_act_layer, get_conv_layer, get_norm_layer, is_conditional
 from ..solvers import MatrixDecomposition
 from ..utils import check_positive_int
 from .options import INHERIT, HamOptions
@@ -37,6 +37,15 @@ def _conv_input(x: Tensor) -> Tensor:
     return x
 
 
+def _apply(module: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+    """``module(x)``, passing ``cond`` to conditional layers (``module(x, cond)``), also inside a Sequential."""
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            x = _apply(layer, x, cond)
+        return x
+    return module(x, cond) if is_conditional(module) else module(x)
+
+
 class Hamburger(nn.Module):
     """Global context by low-rank recovery, a drop-in residual block.
 
@@ -49,6 +58,11 @@ class Hamburger(nn.Module):
       positions, the other over channels.
 
     ``act_l`` is ReLU when the ham needs non-negative input (NMF), identity otherwise.
+
+    Conditioning: a conditional ``norm_layer`` (a callable building a module with ``conditional = True`` that is
+    called as ``norm(x, cond)``, e.g. ``functools.partial(ConditionalBatchNorm, num_classes=K)``) makes the block
+    take ``forward(x, cond=labels)``; the HamGAN generator puts class-conditional BatchNorm after the upper bread
+    (v1) or in the cheese (v2) this way.
 
     Args:
         channels: ``C``, input and output channels.
@@ -201,21 +215,32 @@ class Hamburger(nn.Module):
         if x.dim() < 3 or x.shape[1] != self.channels:
             raise ValueError(f"x must have shape (B, {self.channels}, *spatial), got {tuple(x.shape)}")
 
-    def _branch(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The gated context branch ``g_ham * norm(W_u M(act_l(W_l x)))``; ``mask`` marks the ham's padding."""
+    @property
+    def takes_cond(self) -> bool:
+        """Whether the block's norm is conditional, so that ``forward`` needs ``cond``."""
+        return any(is_conditional(m) for m in (self.upper_norm, *self.cheese.modules()))
+
+    def _branch(self, x: Tensor, mask: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        """The gated context branch ``g_ham * norm(W_u M(act_l(W_l x)))``; ``mask`` marks the ham's padding,
+        ``cond`` is passed to a conditional norm."""
+        if cond is not None and not self.takes_cond:
+            raise ValueError("cond was given but the block's norm_layer is not conditional (it takes no cond)")
+        if cond is None and self.takes_cond:
+            raise ValueError("the block's norm_layer is conditional: pass cond (e.g. class labels of shape (B,))")
         branch = self.lower_act(self.lower_bread(x))
         if self.fold_upper:
             branch = self._folded_upper(branch, mask)
         else:
-            branch = self.upper_bread(self.cheese(_conv_input(self._ham(branch, mask))))
-        branch = self.upper_norm(branch)
+            branch = self.upper_bread(_apply(self.cheese, _conv_input(self._ham(branch, mask)), cond))
+        branch = _apply(self.upper_norm, branch, cond)
         if self.coef_ham is not None:
             branch = self.coef_ham * branch
         return branch
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, cond: Tensor | None = None) -> Tensor:
+        """``x`` ``(B, C, *spatial)``; ``cond`` the conditioning of a conditional norm (e.g. labels ``(B,)``)."""
         self._check(x)
-        branch = self._branch(x)
+        branch = self._branch(x, cond=cond)
         shortcut = x if self.coef_shortcut is None else self.coef_shortcut * x
         return self.out_act(shortcut + branch)
 
