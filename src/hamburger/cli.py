@@ -20,7 +20,8 @@ import importlib
 import sys
 from typing import NoReturn
 
-EXTRAS = {"bench": "bench", "seg": "seg", "gan": "gan", "convert": "seg", "export": "export"}  # the pip extra of each command
+# the pip extra of each command
+EXTRAS = {"bench": "bench", "seg": "seg", "gan": "gan", "convert": "seg", "export": "export"}
 COMMANDS = {
     "demo": ("hamburger.demo", "run a Hamburger block and print its cost against attention"),
     "bench": ("hamburger.bench.cli", "benchmark Hamburger against attention and other context modules"),
