@@ -4,8 +4,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
+
+HERE = Path(__file__).resolve().parent
+#: environment of a subprocess running this tree's ``hamburger`` with the stand-ins importable
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE.parents[2] / "src"), str(HERE)])}
 
 
 class TinyGenerator(nn.Module):
