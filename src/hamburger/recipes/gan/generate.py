@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ...training.cli import json_safe
 from ...training.hparams import read_checkpoint
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 class LoadedGenerator:
     """The EMA generator of a checkpoint and what the checkpoint says about it."""
 
-    generator: nn.Module
+    generator: Any  # an nn.Module with z_dim, num_classes, image_size, out_channels
     hparams: dict[str, Any]
     data_hparams: dict[str, Any]
     class_names: list[str] | None
