@@ -140,8 +140,8 @@ def test_evaluate_prints_one_line_and_writes_json(tmp_path: Path, capsys, fake_s
                  "--model", TINY])  # fmt: skip
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 1 and "features fake-features, 40 samples vs 30 real images" in lines[0]
-    assert "FID 12.5" in lines[0]
+    assert len(lines) == 1 and "(features fake-features, 40 fake vs 30 real)" in lines[0]
+    assert "FID 12.50" in lines[0]
     written = root / "checkpoints" / "last_scores.json"
     scores = json.loads(written.read_text())
     assert scores["fid"] == 12.5 and scores["num_fake"] == 40 and scores["step"] == 1

@@ -1,5 +1,6 @@
 """Class-conditional GAN recipe (HamGAN, SAGAN, SNGAN-projection): training (:mod:`.module`, :mod:`.data`),
-sample grids and scoring (:mod:`.generate`), the ``hamburger gan`` command line (:mod:`.cli`).
+sample grids and scoring (:mod:`.generate`), evaluation features (:mod:`.features`) and metrics
+(:mod:`.metrics`), the ``hamburger gan`` command line (:mod:`.cli`).
 
 The Python API: :func:`fit`, :func:`sample`, :func:`evaluate`. Submodules are imported on demand; this package
 itself imports nothing heavy.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -125,19 +124,6 @@ def _evaluate_parser() -> ArgumentParser:
     return p
 
 
-def format_scores(scores: Mapping[str, Any]) -> str:
-    """One line: the scores, the feature network and the sample counts."""
-    parts = []
-    for key, label in (("fid", "FID"), ("kid_mean", "KID"), ("is_mean", "IS"), ("precision", "precision"),
-                       ("recall", "recall")):  # fmt: skip
-        value = scores.get(key)
-        if isinstance(value, (int, float)):
-            parts.append(f"{label} {value:.4g}" if key != "kid_mean" else
-                         f"KID {value:.4g} ± {float(scores.get('kid_std') or 0):.2g}")  # fmt: skip
-    return (f"{', '.join(parts)} (features {scores.get('features')}, {scores.get('num_fake')} samples vs "
-            f"{scores.get('num_real')} real images)")  # fmt: skip
-
-
 def _run(command: str, rest: list[str]) -> int:
     from . import generate
 
@@ -152,6 +138,8 @@ def _run(command: str, rest: list[str]) -> int:
                                output=args.output, seed=args.seed, batch_size=args.batch_size,
                                data_root=args.data_root, num_real=args.num_real, model=args.model,
                                device=args.device)  # fmt: skip
+    from .metrics import format_scores
+
     print(f"{format_scores(scores)} -> {scores['json']}")
     return 0
 

@@ -51,7 +51,8 @@ class LoadedGenerator:
 
     @torch.no_grad()
     def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.generator(z, y)
+        device = next(iter(self.generator.parameters()), torch.empty(0)).device
+        return self.generator(z.to(device), y.to(device))
 
 
 def load_generator(ckpt_path: str | os.PathLike, *, model: str | None = None, device: str = "cpu") -> LoadedGenerator:
