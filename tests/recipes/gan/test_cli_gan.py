@@ -124,8 +124,11 @@ def fake_scoring(monkeypatch):
         return {"fid": 12.5, "kid_mean": 0.01, "kid_std": 0.001, "is_mean": 2.0, "is_std": 0.1,
                 "features": features.name, "num_real": len(real), "num_fake": num_samples}  # fmt: skip
 
+    from hamburger.recipes.gan.metrics import format_scores
+
     features.load_feature_network = load_feature_network
     metrics.score_generator = score_generator
+    metrics.format_scores = format_scores
     monkeypatch.setitem(sys.modules, "hamburger.recipes.gan.features", features)
     monkeypatch.setitem(sys.modules, "hamburger.recipes.gan.metrics", metrics)
     return calls
@@ -215,3 +218,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
                                                       "--trainer.default_root_dir", str(tmp_path / "r5")])  # fmt: skip
     assert "unknown command 'train'" in _error(capsys, ["gan", "train"])
     assert "must be a positive int" in _error(capsys, fit_args(tmp_path / "r6", "--model.n_critic=0"))
+
+
+def test_evaluate_with_the_shipped_fmnist_features(tmp_path: Path, capsys) -> None:
+    from hamburger.recipes.gan.features import load_feature_network
+
+    name = load_feature_network("fmnist").name
+    root = tmp_path / "run"
+    assert main(fit_args(root, steps=1)) == 0
+    ckpt = root / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    output = tmp_path / "scores" / "s.json"
+    output.parent.mkdir()
+    args = ["gan", "evaluate", "--ckpt_path", str(ckpt), "--num-samples", "64", "--num-real", "64", "--model", TINY,
+            "--features", "fmnist", "--output", str(output), "--batch-size", "32"]  # fmt: skip
+    assert main(args) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and f"(features {name}, 64 fake vs 64 real)" in line and str(output) in line
+    scores = json.loads(output.read_text())
+    assert scores["features"] == name and scores["num_fake"] == 64 and scores["fid"] > 0
+    missing = str(tmp_path / "no_weights.safetensors")
+    err = _error(capsys, ["gan", "evaluate", "--ckpt_path", str(ckpt), "--model", TINY, "--features", missing])
+    assert "no_weights.safetensors" in err
