@@ -3,6 +3,7 @@
     hamburger demo                     # run a Hamburger block and print its cost against attention
     hamburger bench [options]          # benchmark suite (hamburger.bench)
     hamburger seg {fit,validate,test,predict,compare} ...   # segmentation recipe (hamburger.recipes.seg)
+    hamburger gan {fit,sample,evaluate} ...             # GAN recipe (hamburger.recipes.gan)
     hamburger convert ...              # official checkpoint conversion (hamburger.models.convert)
     hamburger configs {list,show,copy} # the YAML configs shipped in the package (hamburger.utils.configs)
     hamburger export SRC --format onnx|torch_export --output FILE   # hamburger.recipes.seg.export
@@ -23,6 +24,7 @@ from typing import NoReturn
 EXTRAS = {
     "bench": "bench",
     "seg": "seg",
+    "gan": "gan",
     "convert": "seg",
     "export": "export",
     "experiments": "seg",
@@ -31,10 +33,11 @@ COMMANDS = {
     "demo": ("hamburger.demo", "run a Hamburger block and print its cost against attention"),
     "bench": ("hamburger.bench.cli", "benchmark Hamburger against attention and other context modules"),
     "seg": ("hamburger.recipes.seg.cli", "train / validate / predict segmentation models"),
+    "gan": ("hamburger.recipes.gan.cli", "train / sample / evaluate class-conditional GANs (HamGAN)"),
     "convert": ("hamburger.models.convert", "convert official HamNet / Light-Ham checkpoints"),
     "configs": ("hamburger.cli:configs_main", "list, show or copy the YAML configs shipped in the package"),
     "export": ("hamburger.recipes.seg.export", "export a checkpoint or saved model to ONNX or torch.export"),
-    "experiments": ("hamburger.experiments.cli", "run the issue-13 experiments (list, run NAME, report)"),
+    "experiments": ("hamburger.experiments.cli", "re-measure the paper's claims: list, run NAME, report"),
 }
 
 
