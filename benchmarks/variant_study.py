@@ -46,11 +46,11 @@ def _hamburger(*args: str, threads: int) -> subprocess.CompletedProcess:
     )
 
 
-def _validate(config: str, ckpt: Path, root: Path, threads: int) -> float:
+def _validate(config: str, model: list[str], ckpt: Path, root: Path, threads: int) -> float:
     results = root / "scores.json"
     result = _hamburger(
-        "seg", "validate", "--config", config, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(root),
-        "--trainer.logger", "false", "--results_json", str(results), threads=threads,
+        "seg", "validate", "--config", config, *model, "--ckpt_path", str(ckpt), "--trainer.default_root_dir",
+        str(root), "--trainer.logger", "false", "--results_json", str(results), threads=threads,
     )  # fmt: skip
     if result.returncode:
         raise RuntimeError(f"validate {ckpt} failed:\n{result.stderr[-3000:]}")
@@ -66,20 +66,22 @@ def run_one(variant: str, arm: str, seed: int, out: Path, threads: int) -> dict:
     kwargs = "{" + BACKBONE + (", " + extra if extra else "") + "}"
     config = f"fashion_scenes_{variant}"
     fit_root = folder / "fit"
+    model_args = ["--model.model", model, "--model.model_kwargs", kwargs]
     t0 = time.perf_counter()
-    result = _hamburger(
-        "seg", "fit", "--config", config, "--model.model", model, "--model.model_kwargs", kwargs,
-        "--seed_everything", str(seed), "--trainer.default_root_dir", str(fit_root),
-        "--checkpoint.overwrite", "true", "--progress.every_n_steps", "500", threads=threads,
-    )  # fmt: skip
+    if not (fit_root / "fit_results.json").exists():  # a finished fit is kept
+        result = _hamburger(
+            "seg", "fit", "--config", config, *model_args, "--seed_everything", str(seed),
+            "--trainer.default_root_dir", str(fit_root), "--checkpoint.overwrite", "true",
+            "--progress.every_n_steps", "500", threads=threads,
+        )  # fmt: skip
+        if result.returncode:
+            raise RuntimeError(f"fit {variant}/{arm}/seed{seed} failed:\n{result.stderr[-3000:]}")
     fit_seconds = time.perf_counter() - t0
-    if result.returncode:
-        raise RuntimeError(f"fit {variant}/{arm}/seed{seed} failed:\n{result.stderr[-3000:]}")
     final = json.loads((fit_root / "fit_results.json").read_text()).get("final") or {}
     ckpt = fit_root / "checkpoints" / "last.ckpt"
     record = {"variant": variant, "arm": arm, "model": model, "model_kwargs": kwargs, "seed": seed,
               "fit_seconds": fit_seconds, "fit_mIoU": final.get("value"),
-              "mIoU": _validate(config, ckpt, folder / "val", threads)}  # fmt: skip
+              "mIoU": _validate(config, model_args, ckpt, folder / "val", threads)}  # fmt: skip
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     gates = {k: v for k, v in state["state_dict"].items() if k.endswith("coef_ham")}
     if gates:
@@ -89,7 +91,7 @@ def run_one(variant: str, arm: str, seed: int, out: Path, threads: int) -> dict:
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             ablated = Path(tmp) / "branch_zeroed.ckpt"
             atomic_write(ablated, lambda f: torch.save(state, f))
-            record["mIoU_branch_zeroed"] = _validate(config, ablated, folder / "val_zeroed", threads)
+            record["mIoU_branch_zeroed"] = _validate(config, model_args, ablated, folder / "val_zeroed", threads)
     atomic_write_text(done, json.dumps(record, indent=2) + "\n")
     return record
 

@@ -20,6 +20,7 @@ MODULES = (
     "hamburger",
     "hamburger.models",
     "hamburger.models.gan",
+    "hamburger.recipes.gan",
     "hamburger.heads",
     "hamburger.blocks",
     "hamburger.training.checkpoint",
