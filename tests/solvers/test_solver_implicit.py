@@ -179,3 +179,14 @@ def test_eval_and_no_grad_are_unaffected():
     assert not y.requires_grad
     ref_opts = ref_options(ham)
     assert ref_opts["eps"] == ham.eps
+
+
+def test_backward_can_run_twice_with_retain_graph():
+    """Diagnostics take several vector-Jacobian products of one forward (retain_graph=True)."""
+    torch.manual_seed(3)
+    x = torch.rand(1, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    ham = make("nmf", grad_mode="implicit", grad_steps=2).train()
+    y = ham(x, bases=ref.random_bases("nmf", 1, 8, 4))
+    (first,) = torch.autograd.grad(y.sum(), x, retain_graph=True)
+    (second,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)

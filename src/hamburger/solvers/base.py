@@ -62,8 +62,7 @@ class _FixedPointGradient(torch.autograd.Function):
             vjp = torch.autograd.grad(ctx.state_out, ctx.state_in, term, retain_graph=True, allow_unused=True)
             term = [torch.zeros_like(z) if v is None else v for v, z in zip(vjp, ctx.state_in, strict=True)]
             total = [a + b for a, b in zip(total, term, strict=True)]
-        ctx.state_in = ctx.state_out = None
-        return (None, None, *total)
+        return (None, None, *total)  # state_in/out stay on ctx: a retain_graph=True backward may run again
 
 
 def _is_tracing() -> bool:
