@@ -64,8 +64,9 @@ def test_every_registered_model_names_registered_parts(name):
 def test_tiny_models_differ_only_in_context_and_are_small():
     configs = {n: get_model_config(n).to_dict() for n in TINY}
     contexts = {n: c.pop("context") for n, c in configs.items()}
-    versions = {n: c["hamburger"].pop("version") for n, c in configs.items()}  # a Hamburger option only
-    assert versions["tiny_ham"] == "v2+"
+    versions = {n: c["hamburger"].pop("version") for n, c in configs.items()}  # Hamburger options only
+    grads = {n: (c["hamburger"].pop("grad_mode"), c["hamburger"].pop("grad_steps")) for n, c in configs.items()}
+    assert versions["tiny_ham"] == "v2+" and grads["tiny_ham"] == ("implicit", 3)
     assert contexts["tiny_ham"] == "hamburger" and contexts["tiny_fcn"] == "none"
     assert contexts["tiny_attention"] in ("sdpa", "self_attention")
     assert configs["tiny_ham"] == configs["tiny_attention"] == configs["tiny_fcn"]

@@ -36,13 +36,17 @@ _LIGHT_HAM = ModelConfig(
 
 @register_model
 def tiny_ham() -> ModelConfig:
-    """Tiny conv net (stride 8, 128 ch) + Light-Ham head (64 wide, NMF rank 16); ~0.26M params.
+    """Tiny conv net (stride 8, 128 ch) + Light-Ham head (64 wide, BatchNorm, NMF rank 16); ~0.26M params.
+
+    Trains with the implicit (fixed-point) gradient, 3 Neumann terms: on the context scenes it matches BPTT and
+    more than doubles the FCN's mIoU, where the one-step gradient (no cross-token part) gains far less
+    (benchmarks/results/variant_study, docs/results.md).
 
     Uses the V2+ Hamburger (zero-initialised gate on the ham branch, the official ``ZERO_HAM``): in
     short CPU runs the V1 block, which adds the normalised low-rank branch at full weight from the first
     step, trained slower than no context at all (figures: docs/benchmark-results.md, "Model zoo figures").
     """
-    return _TINY.replace(context="hamburger", version="v2+")
+    return _TINY.replace(context="hamburger", version="v2+", grad_mode="implicit", grad_steps=3)
 
 
 @register_model
