@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     table = summarise(records)
     print(table)
     command = "python benchmarks/variant_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    atomic_write_text(out / f"summary_{'_'.join(args.variants)}.md", f"`{command}` ({time.perf_counter() - t0:.0f} s)\n\n{table}\n")
+    atomic_write_text(
+        out / f"summary_{'_'.join(args.variants)}.md", f"`{command}` ({time.perf_counter() - t0:.0f} s)\n\n{table}\n"
+    )
 
 
 if __name__ == "__main__":
