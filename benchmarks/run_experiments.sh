@@ -8,13 +8,15 @@ set -euo pipefail
 OUT=${OUT:-runs/experiments}
 COMMON=(--steps 1000 --val_scenes 150 --seeds 3 --jobs 2)
 run() { name=$1; shift; echo "== $name $(date +%T)"; hamburger experiments run "$name" "${COMMON[@]}" --output "$OUT/$name" "$@"; }
-run gradient --arms nmf-one_step nmf-bptt nmf-truncated3 nmf-implicit3 vq-one_step vq-bptt vq-implicit3 \
-  cd-one_step cd-bptt cd-implicit3
-run context --arms none identity_ham gap self_attention sdpa em linear ham-nmf
+run gradient --arms nmf-one_step nmf-bptt nmf-truncated3 nmf-implicit3 vq-one_step vq-implicit3 cd-one_step \
+  cd-implicit3
+run context --arms ham-nmf none identity_ham gap sdpa linear em
 run diagnostics --arms nmf
 run spectrum --arms nmf
-run eval_dictionary
+run steps --arms K6 K1
+run eval_dictionary --arms random online
 run rank --arms r4 r64
-run steps --arms K1 K12
 run inv_temp --arms vq-t10 cd-t10
+run context --arms self_attention ham-vq ham-cd
+run gradient --arms vq-bptt cd-bptt
 echo "== done $(date +%T)"
