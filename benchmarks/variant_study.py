@@ -109,8 +109,7 @@ def summarise(records: list[dict]) -> str:
         lines.append(
             f"| {variant} | {arm} | {len(vals)} | {statistics.mean(vals):.2f} +- {std:.2f} | "
             + " / ".join(f"{v:.2f}" for v in vals)
-            + f" | {statistics.mean(zeroed):.2f} |" * bool(zeroed)
-            + " - |" * (not zeroed)
+            + (f" | {statistics.mean(zeroed):.2f} |" if zeroed else " | - |")
             + (f" {statistics.mean(gates):.3f} |" if gates else " - |")
         )
     return "\n".join(lines)
