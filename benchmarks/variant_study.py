@@ -97,7 +97,7 @@ def run_one(variant: str, arm: str, seed: int, out: Path, threads: int) -> dict:
 
 
 def summarise(records: list[dict]) -> str:
-    lines = ["| variant | arm | seeds | mIoU % mean +- std | per seed | branch zeroed (mean) | gate (mean) |",
+    lines = ["| variant | arm | seeds | mIoU % mean +- std | per seed | branch zeroed (mean) | abs(gate) (mean) |",
              "|---|---|---:|---:|---|---:|---:|"]  # fmt: skip
     keys = sorted({(r["variant"], r["arm"]) for r in records}, key=lambda k: (k[0], list(ARMS).index(k[1])))
     for variant, arm in keys:
@@ -105,7 +105,7 @@ def summarise(records: list[dict]) -> str:
         vals = [100 * r["mIoU"] for r in rs]
         std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
         zeroed = [100 * r["mIoU_branch_zeroed"] for r in rs if "mIoU_branch_zeroed" in r]
-        gates = [statistics.mean(r["gates"].values()) for r in rs if r.get("gates")]
+        gates = [statistics.mean(abs(g) for g in r["gates"].values()) for r in rs if r.get("gates")]
         lines.append(
             f"| {variant} | {arm} | {len(vals)} | {statistics.mean(vals):.2f} +- {std:.2f} | "
             + " / ".join(f"{v:.2f}" for v in vals)
