@@ -385,6 +385,10 @@ def test_report_has_each_experiment_command_table_and_plots(rank_quick, tmp_path
     write_report(str(results), str(out))
     assert "### Verdict\n\nRank matters little at this budget." in out.read_text()
     assert build_report(str(results), str(out))[0] == out.read_text()
+    (notes / "_intro.md").write_text("## Hand-written intro\n")
+    (notes / "_outro.md").write_text("## Not run\n")
+    text = build_report(str(results), str(out))[0]
+    assert text.index("## Hand-written intro") < text.index("## rank") < text.index("## Not run")
 
 
 def test_report_on_a_missing_folder_is_one_line(tmp_path, capsys):

@@ -8,6 +8,7 @@ gets a section: the description, the command that regenerates it and its wall ti
 paper's numbers beside ours (a column of the table), the plots (copied to ``img/results/`` beside ``OUT``) and a
 "Verdict" paragraph. The verdict is the lead's text, read from ``NOTES/NAME.md`` (default ``results_notes/`` beside
 ``OUT``, committed), so regenerating the page keeps it; without that file a placeholder says where to write it.
+``NOTES/_intro.md`` and ``NOTES/_outro.md``, when present, are placed after the header and after the last section.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def build_report(results: str, out: str, *, notes: str | None = None) -> tuple[s
     if not found:
         raise FileNotFoundError(f"--results {results}: no results.json in its folders")
     sections, copies = [HEADER], []
+    intro = os.path.join(notes, "_intro.md")  # hand-written sections before and after the experiments' (kept too)
+    if os.path.isfile(intro):
+        with open(intro, encoding="utf-8") as f:
+            sections.append(f.read().strip())
     for name in _order(list(found)):
         folder, data = found[name]
         budget = data.get("budget") or {}
@@ -104,6 +109,10 @@ def build_report(results: str, out: str, *, notes: str | None = None) -> tuple[s
             rel = os.path.relpath(note, out_dir).replace(os.sep, "/")
             lines.append(f"_To be written: the verdict on this claim goes in `{rel}` (kept when regenerating)._")
         sections.append("\n".join(lines))
+    outro = os.path.join(notes, "_outro.md")
+    if os.path.isfile(outro):
+        with open(outro, encoding="utf-8") as f:
+            sections.append(f.read().strip())
     return "\n\n".join(sections).rstrip() + "\n", copies
 
 
