@@ -251,6 +251,7 @@ def test_killed_run_resumes_without_losing_finished_work(tmp_path, monkeypatch, 
 
 
 # --------------------------------------------------------------------------- --jobs
+@pytest.mark.slow  # starts two spawned worker processes (~1 min on 2 cores)
 def test_jobs_2_gives_the_metrics_of_jobs_1(rank_quick, tmp_path, capsys):
     out = tmp_path / "jobs2"
     code, _, _ = _run(capsys, "run", "rank", "--quick", "--seeds", "2", "--arms", "r1", "--jobs", "2",
