@@ -83,7 +83,7 @@ def test_single_equals_padding_by_hand(overrides, size_divisor, padded) -> None:
         unpadded = model(x)["out"]  # what the old code returned
     assert out.shape == (2, 5, H, W)
     torch.testing.assert_close(out, _by_hand(model, x, padded), rtol=1e-5, atol=1e-5)
-    assert (out - unpadded).abs().amax() > 1e-2  # the padding does change the logits
+    assert (out - unpadded).abs().amax() > 1e-3  # the padding does change the logits
     # the prediction does not depend on how much padding the image came with
     if size_divisor is None:
         with torch.no_grad():
