@@ -151,8 +151,8 @@ def test_ddp_sigterm_on_one_rank_then_resume_is_exact(tmp_path: Path) -> None:
     assert reference.returncode == 0, reference.stderr[-4000:]
     run = tmp_path / "run"
     stopped = _torchrun_sigterm(tmp_path, run, "1")  # only rank 1 gets it (Lightning's own handler hangs here)
-    # both ranks exit with 143 (torchrun itself reports the failure)
-    assert stopped.returncode != 0 and len(re.findall(r"exitcode\s*:\s*143", stopped.stderr)) == 2, stopped.stderr[
+    # both ranks exit with 143 (torchrun reports each, and may log the first failure once more)
+    assert stopped.returncode != 0 and len(re.findall(r"exitcode\s*:\s*143", stopped.stderr)) >= 2, stopped.stderr[
         -4000:
     ]
     assert load_checkpoint(run / "ckpt" / "last.ckpt")["global_step"] == 5

@@ -231,13 +231,18 @@ class MatrixDecomposition(nn.Module):
             return 0
         if self.grad_mode == "bptt":
             return steps
-        if self.grad_mode == "implicit":
-            return min(1, steps)
+        if self.grad_mode == "implicit":  # compiled / exported graphs cannot re-enter autograd: see _implicit_step
+            return min(self.grad_steps + 1 if _is_tracing() else 1, steps)
         return min(self.grad_steps, steps)
 
     def _implicit_step(self, data: Any, bases: Tensor, coef: Tensor | None, *, first: bool) -> tuple[Tensor, Tensor]:
         """The last step under ``grad_mode="implicit"``: differentiable in ``X`` from the detached state ``z_{K-1}``
-        (bases, and the codes where the solver carries them), its gradient sent through the Neumann series."""
+        (bases, and the codes where the solver carries them), its gradient sent through the Neumann series.
+
+        Under ``torch.compile`` / ``torch.export`` the series' vector-Jacobian products (a backward that re-enters
+        autograd on a retained graph) cannot run inside the compiled backward, so there the mode differentiates
+        through the last ``grad_steps + 1`` steps instead: the same truncated series when the iteration has
+        converged (every step then has the same Jacobian), at the memory of ``grad_steps + 1`` steps."""
         if first:  # the state before the first step: D_0 and, for solvers with codes, C_0 = init_coef(D_0)
             with torch.no_grad():
                 coef = self.init_coef(data, bases)
@@ -276,7 +281,7 @@ class MatrixDecomposition(nn.Module):
         if steps == 0:  # the code step alone; under the one-step gradient C_0 enters it as a constant
             with torch.set_grad_enabled(grad and self.grad_mode != "one_step"):
                 coef = self.init_coef(data, bases)
-        implicit = grad and k > 0 and self.grad_mode == "implicit"
+        implicit = grad and k > 0 and self.grad_mode == "implicit" and not _is_tracing()
         for i in range(steps - 1 if implicit else steps):  # the first steps - k without gradient, the last k with it
             with torch.set_grad_enabled(grad and i >= steps - k):
                 bases, coef = self.start(data, bases) if i == 0 else self.step(data, bases, coef)
