@@ -14,9 +14,9 @@ run context --arms ham-nmf none identity_ham gap sdpa linear em
 run diagnostics --arms nmf
 run spectrum --arms nmf
 run steps --arms K6 K1
-run eval_dictionary --arms random online
 run rank --arms r4 r64
 run inv_temp --arms vq-t10 cd-t10
+run eval_dictionary --arms online learned
 run context --arms self_attention ham-vq ham-cd
 run gradient --arms vq-bptt cd-bptt
 echo "== done $(date +%T)"

@@ -395,3 +395,15 @@ def test_report_has_each_experiment_command_table_and_plots(rank_quick, tmp_path
 def test_report_on_a_missing_folder_is_one_line(tmp_path, capsys):
     code, _, err = _run(capsys, "report", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "r.md"))
     assert code == 2 and err.count("\n") == 1 and "no such folder" in err
+
+
+def test_command_line_names_every_setting_that_changes_the_results():
+    from hamburger.experiments.registry import get_experiment
+    from hamburger.experiments.runner import Budget, RunSettings, command_line
+
+    experiment = get_experiment("gradient")
+    budget = Budget(steps=1000, val_scenes=150, batch_size=experiment.budget.batch_size)
+    settings = RunSettings(seeds=3, budget=budget, arms=("nmf-one_step", "nmf-bptt"), output="x")
+    assert command_line(experiment, settings) == (
+        "hamburger experiments run gradient --seeds 3 --steps 1000 --val_scenes 150 --arms nmf-one_step nmf-bptt"
+    )

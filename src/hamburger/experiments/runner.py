@@ -609,11 +609,13 @@ def command_line(experiment: Experiment, settings: RunSettings) -> str:
         parts.append("--quick")
     if settings.seeds is not None:
         parts += ["--seeds", str(settings.seeds)]
-    if (
-        settings.budget is not None
-        and settings.budget.steps != (QUICK_BUDGET if settings.quick else experiment.budget).steps
-    ):
-        parts += ["--steps", str(settings.budget.steps)]
+    default = QUICK_BUDGET if settings.quick else experiment.budget
+    if settings.budget is not None:
+        for name in ("steps", "val_scenes", "batch_size"):
+            if getattr(settings.budget, name) != getattr(default, name):
+                parts += [f"--{name}", str(getattr(settings.budget, name))]
+    if settings.arms is not None:
+        parts += ["--arms", *settings.arms]
     for key, value in settings.sets.items():
         parts += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     return " ".join(parts)
