@@ -16,10 +16,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["canonical", "check_plain_hparams", "read_checkpoint"]
+__all__ = ["canonical", "check_plain_hparams", "is_import_path", "read_checkpoint"]
 
 _SPEC_KEYS = frozenset({"class_path", "_class_path", "init_args", "dict_kwargs"})
 _LEAF_TYPES = (str, int, float, bool, type(None))
+
+
+def is_import_path(name: object) -> bool:
+    """Whether a ``model`` value is an import path ``"pkg.module:factory"`` (code to import) and not a name."""
+    return isinstance(name, str) and ":" in name
 
 
 def check_plain_hparams(hparams: object, *, source: str | os.PathLike = "checkpoint") -> dict[str, Any]:

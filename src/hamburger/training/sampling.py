@@ -44,6 +44,7 @@ __all__ = [
     "ResumableLoader",
     "ResumableTrainSampler",
     "SeededDataset",
+    "derive_seed",
     "eval_loader",
     "worker_init",
 ]
@@ -53,7 +54,8 @@ log = logging.getLogger(__name__)
 _MIX = 0x9E3779B97F4A7C15
 
 
-def _seed_of(*parts: int) -> int:
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of ``parts`` (e.g. run seed, epoch, position)."""
     value = 0
     for p in parts:
         value = (value * _MIX + int(p) + 1) % (2**63 - 1)
@@ -79,13 +81,13 @@ class ResumableTrainSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator()
-        g.manual_seed(_seed_of(self.seed, self.epoch))
+        g.manual_seed(derive_seed(self.seed, self.epoch))
         order = torch.randperm(len(cast(Sized, self.dataset)), generator=g).tolist()
         pad = self.total_size - len(order)
         order += (order * (pad // max(len(order), 1) + 1))[:pad]
         positions = range(self.rank, self.total_size, self.num_replicas)
         for pos in list(positions)[self.skipped(self.epoch) :]:
-            yield order[pos], _seed_of(self.seed, self.epoch, pos)
+            yield order[pos], derive_seed(self.seed, self.epoch, pos)
 
 
 class EvalSampler(DistributedSampler):

@@ -32,8 +32,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from ...training.hparams import check_plain_hparams
+from ...training.hparams import check_plain_hparams, is_import_path
 from ...training.rng import TrainingRNG
+from ...training.sampling import derive_seed
 from ...utils import check_float, check_int, check_positive_int
 from .data import to_unit_range
 from .diffaug import diff_augment, parse_policy
@@ -43,20 +44,6 @@ from .losses import hinge_d_loss, hinge_g_loss
 __all__ = ["GANModule", "build_gan", "checkpoint_hparams", "is_import_path"]
 
 log = logging.getLogger(__name__)
-
-_MIX = 0x9E3779B97F4A7C15
-
-
-def _seed_of(*parts: int) -> int:
-    value = 0
-    for p in parts:
-        value = (value * _MIX + int(p) + 1) % (2**63 - 1)
-    return value
-
-
-def is_import_path(name: object) -> bool:
-    """Whether ``model`` is an import path ``"pkg.module:factory"`` (code to import) rather than a name."""
-    return isinstance(name, str) and ":" in name
 
 
 def build_gan(model: str, model_kwargs: dict[str, Any] | None = None) -> tuple[nn.Module, nn.Module]:
@@ -177,7 +164,7 @@ class GANModule(pl.LightningModule):
         """The generator of step ``step``'s phase ``phase`` (``0..n_critic-1``: D steps, ``n_critic``: G step)."""
         rank = self.global_rank if self._trainer is not None else 0
         seed = cast(Any, self.hparams).seed
-        return torch.Generator().manual_seed(_seed_of(seed, rank, step, phase))
+        return torch.Generator().manual_seed(derive_seed(seed, rank, step, phase))
 
     def noise(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``z (batch, z_dim)`` ~ N(0, I) and labels uniform over the classes, on the module's device."""

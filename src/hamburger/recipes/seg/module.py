@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.data import AttributeDict
 from torch import nn
 
-from ...training.hparams import check_plain_hparams, read_checkpoint
+from ...training.hparams import check_plain_hparams, is_import_path, read_checkpoint
 from ...training.optim import build_optimizer, build_scheduler, param_groups
 from ...training.rng import TrainingRNG
 from ...utils import check_float
@@ -33,11 +33,6 @@ from .metrics import build_confmat, scores_from_confmat, warn_classes_without_gr
 __all__ = ["SegModule", "checkpoint_hparams", "create_seg_model", "is_import_path"]
 
 log = logging.getLogger(__name__)
-
-
-def is_import_path(name: object) -> bool:
-    """Whether a ``model`` value is an import path ``"pkg.module:factory"`` (code to import) and not a name."""
-    return isinstance(name, str) and ":" in name
 
 
 def create_seg_model(name: str, *, num_classes: int, pretrained: bool = False, **kwargs: Any) -> nn.Module:
