@@ -13,7 +13,7 @@ run gradient --arms nmf-one_step nmf-bptt nmf-truncated3 nmf-implicit3 vq-one_st
 run context --arms ham-nmf none identity_ham gap sdpa linear em
 run diagnostics --arms nmf
 run spectrum --arms nmf
-run steps --arms K6 K1
+run steps --arms K6 K1-bptt
 run rank --arms r4 r64
 run inv_temp --arms vq-t10 cd-t10
 run eval_dictionary --arms online learned

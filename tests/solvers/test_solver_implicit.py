@@ -164,6 +164,11 @@ def test_options_and_errors():
         hb.NMF(rank=4, grad_mode="truncated", grad_steps=0)
     with pytest.raises(ValueError, match="init='learned' needs grad_mode='bptt'"):
         hb.NMF(rank=4, grad_mode="implicit", init="learned", channels=8)
+    with pytest.raises(ValueError, match=r"grad_mode='implicit' with grad_steps=3 needs steps >= 2, got steps=1"):
+        hb.NMF(rank=4, steps=1, grad_mode="implicit", grad_steps=3)
+    with pytest.raises(ValueError, match="needs steps >= 2"):  # through the block's options too
+        hb.Hamburger(16, ham="vq", rank=4, steps=1, grad_mode="implicit", grad_steps=1)
+    assert hb.NMF(rank=4, steps=1, grad_mode="implicit", grad_steps=0).steps == 1  # zero terms: truncated(1)
     block = hb.Hamburger(16, ham="cd", rank=4, grad_mode="implicit", grad_steps=2)
     assert block.ham.grad_mode == "implicit" and block.ham.grad_steps == 2
     out = block(torch.randn(2, 16, 5, 7))

@@ -351,7 +351,7 @@ def measure_train_memory(module: Any, batch: Mapping[str, torch.Tensor]) -> dict
 
 def _scalar(value: Any) -> float | None:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value)
+        return float(value.detach())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None

@@ -153,6 +153,13 @@ class MatrixDecomposition(nn.Module):
         self.groups = check_int("groups", groups, 1)
         self.grad_mode = check_choice("grad_mode", grad_mode, GRAD_MODES)
         self.grad_steps = check_int("grad_steps", grad_steps, 0 if grad_mode == "implicit" else 1)
+        if self.grad_mode == "implicit" and self.grad_steps > 0 and self.steps == 1:
+            raise ValueError(
+                f"grad_mode='implicit' with grad_steps={self.grad_steps} needs steps >= 2, got steps=1: its Neumann "
+                "series assumes the steps - 1 iterations without gradient have approached the fixed point, and from "
+                "the initial dictionary it diverges (K=1 training went to NaN); for steps=1 use grad_mode='bptt' "
+                "(the exact gradient of that one step) or grad_steps=0"
+            )
         self.init = check_choice("init", init, INIT_MODES)
         self.eval_init = check_choice("eval_init", eval_init, EVAL_INITS)
         if not isinstance(spatial, bool):
