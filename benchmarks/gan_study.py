@@ -51,6 +51,8 @@ def run_one(gan: str, seed: int, *, steps: int, samples: int, root: Path, thread
             "--samples.every_n_steps", str(steps), "--checkpoint.overwrite", "true", threads=threads,
         )  # fmt: skip
     fit_seconds = time.perf_counter() - t0
+    fit_summary = json.loads((fit_root / "fit_results.json").read_text())
+    fit_seconds = fit_summary.get("wall_seconds") or fit_seconds  # the fit's own wall time, also when resumed here
     scores_path = folder / "scores.json"
     _hamburger(
         "gan", "evaluate", "--ckpt_path", str(fit_root / "checkpoints" / "last.ckpt"), "--num-samples",

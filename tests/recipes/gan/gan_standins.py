@@ -72,3 +72,18 @@ class LabelPainter(nn.Module):
 def painter_gan(**kwargs) -> tuple[LabelPainter, TinyDiscriminator]:
     g = LabelPainter(**kwargs)
     return g, TinyDiscriminator(num_classes=g.num_classes, in_channels=g.out_channels)
+
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # the tests that use lightning skip themselves
+    pass
+else:
+
+    class RankParams(pl.Callback):
+        """``--trainer.callbacks+=gan_standins.RankParams``: each rank's state (G, D, EMA G) after training, to
+        ``<default_root_dir>/params_rank<R>.pt``."""
+
+        def on_train_end(self, trainer, module) -> None:
+            state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            torch.save(state, Path(trainer.default_root_dir) / f"params_rank{trainer.global_rank}.pt")
