@@ -141,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"IS {r['scores']['is_mean']:.2f}, fit {r['fit_seconds']:.0f} s" for r in records]  # fmt: skip
     features = records[0]["scores"].get("features")
     command = "python benchmarks/gan_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    head = (f"`{command}` ({time.perf_counter() - t0:.0f} s; features {features}, {args.samples} generated vs "
-            f"{records[0]['scores'].get('num_real')} real images)")  # fmt: skip
+    fits = [r["fit_seconds"] for r in records]
+    head = (f"`{command}` ({time.perf_counter() - t0:.0f} s in this call; the {len(fits)} fits took "
+            f"{min(fits) / 60:.0f}-{max(fits) / 60:.0f} min each, {args.threads} thread(s), {args.jobs} at a time; "
+            f"features {features}, {args.samples} generated vs {records[0]['scores'].get('num_real')} real "
+            "images)")  # fmt: skip
     text = head + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(per_seed)
     print(text)
     atomic_write_text(root / "summary.md", text + "\n")
