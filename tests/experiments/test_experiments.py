@@ -250,6 +250,37 @@ def test_killed_run_resumes_without_losing_finished_work(tmp_path, monkeypatch, 
     assert report["runs"][0] == first
 
 
+class Diverging(Counter):
+    """Wraps runner._train: the n-th training ends with the seg module's non-finite-loss error."""
+
+    def __call__(self, config_path, extra):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise FloatingPointError("non-finite training loss nan at step 2")
+        return self.real(config_path, extra)
+
+
+def test_a_diverged_run_is_kept_counted_and_left_out_of_the_mean(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "div")
+    args = ["run", "rank", "--quick", "--seeds", "2", "--arms", "r1", "r4", "--output", out]
+    monkeypatch.setattr(runner, "_train", Diverging(fail_on=2))  # r1 seed 1
+    code, stdout, _ = _run(capsys, *args)
+    assert code == 0
+    report = _load(out)
+    r1 = next(r for r in report["rows"] if r["arm"] == "r1")
+    r4 = next(r for r in report["rows"] if r["arm"] == "r4")
+    assert (r1["n"], r1["diverged"], r4["n"], r4["diverged"]) == (1, 1, 2, 0)
+    seed0 = next(r for r in report["runs"] if r["arm"] == "r1" and r["seed"] == 0)
+    assert r1["metrics"]["mIoU"]["mean"] == pytest.approx(seed0["metrics"][""]["mIoU"])  # the finished seed only
+    assert r1["metrics"]["mIoU"]["std"] is None
+    diverged = json.loads(open(os.path.join(out, "runs", "r1__seed1.json"), encoding="utf-8").read())
+    assert diverged["diverged"] == "non-finite training loss nan at step 2" and diverged["metrics"] == {}
+    assert "| r1 | 1 (+1 diverged) |" in stdout and "r1: n counts the finished seeds; 1 diverged" in stdout
+    counter = Counter()  # the diverged run is a finished result: a re-run does not train it again
+    monkeypatch.setattr(runner, "_train", counter)
+    assert _run(capsys, *args)[0] == 0 and counter.calls == 0
+
+
 # --------------------------------------------------------------------------- --jobs
 @pytest.mark.slow  # starts two spawned worker processes (~1 min on 2 cores)
 def test_jobs_2_gives_the_metrics_of_jobs_1(rank_quick, tmp_path, capsys):

@@ -455,8 +455,19 @@ def _run_one(experiment: Experiment, arm: str, seed: int, config: dict, fingerpr
                 "init_args": {"every_n_steps": every}}  # fmt: skip
         extra.append(f"--trainer.callbacks+={json.dumps(spec)}")
     start = time.perf_counter()
-    with open(os.path.join(run_dir, "fit.log"), "w", encoding="utf-8") as fit_log, contextlib.redirect_stdout(fit_log):
-        cli = _train(config_path, extra)  # the fit's progress lines and summary go to runs/ARM/seedS/fit.log
+    try:
+        with (
+            open(os.path.join(run_dir, "fit.log"), "w", encoding="utf-8") as fit_log,
+            contextlib.redirect_stdout(fit_log),
+        ):
+            cli = _train(config_path, extra)  # the fit's progress lines and summary go to runs/ARM/seedS/fit.log
+    except FloatingPointError as err:  # a diverged run is a result: kept (and counted), never silently dropped
+        log.warning("experiment %s: %s seed %d diverged: %s", experiment.name, arm, seed, err)
+        result = {"experiment": experiment.name, "arm": arm, "seed": seed, "fingerprint": fingerprint,
+                  "diverged": str(err), "wall_seconds": time.perf_counter() - start, "metrics": {},
+                  "measures": {}, "config": config_path}  # fmt: skip
+        atomic_write_text(run_path(output, arm, seed), json.dumps(json_safe(result), indent=2) + "\n")
+        return result
     train_seconds = getattr(cli, "fit_seconds", None)
     timer = next((cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimer)), None)
     module = cli.model
@@ -639,7 +650,11 @@ def summarise(experiment: Experiment, runs: Sequence[Mapping[str, Any]], *, arms
         if arm not in arms:
             continue
         mine = [r for r in runs if r["arm"] == arm and evaluation in (r.get("metrics") or {})]
+        diverged = sum(1 for r in runs if r["arm"] == arm and r.get("diverged"))
         if not mine:
+            if diverged:
+                rows.append({"arm": arm, "evaluation": evaluation, "n": 0, "diverged": diverged, "paper": None,
+                             "metrics": {}})  # fmt: skip
             continue
         keys = list(
             dict.fromkeys(k for r in mine for k, v in _row_values(r, evaluation).items() if _scalar(v) is not None)
@@ -648,7 +663,8 @@ def summarise(experiment: Experiment, runs: Sequence[Mapping[str, Any]], *, arms
         paper = experiment.paper.get(f"{arm}/{evaluation}", experiment.paper.get(arm) if not evaluation else None)
         if paper is None and evaluation == experiment.evaluations[0].name:
             paper = experiment.paper.get(arm)
-        rows.append({"arm": arm, "evaluation": evaluation, "n": len(mine), "paper": paper, "metrics": metrics})
+        rows.append({"arm": arm, "evaluation": evaluation, "n": len(mine), "diverged": diverged, "paper": paper,
+                     "metrics": metrics})  # fmt: skip
     return rows
 
 
@@ -678,7 +694,8 @@ def format_table(experiment: Experiment, report: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in report["rows"]:
         label = row["arm"] + (f" / {row['evaluation']}" if row["evaluation"] else "")
-        cells = [label, str(row["n"]), *[_cell(row["metrics"].get(c), c) for c in columns]]
+        n = str(row["n"]) + (f" (+{row['diverged']} diverged)" if row.get("diverged") else "")
+        cells = [label, n, *[_cell(row["metrics"].get(c), c) for c in columns]]
         cells.append(_cell(row["metrics"].get("train_seconds"), "train_seconds"))
         if has_paper:
             cells.append("-" if row["paper"] is None else f"{row['paper']:g}")
@@ -691,6 +708,9 @@ def format_table(experiment: Experiment, report: Mapping[str, Any]) -> str:
              f"({report['run_seconds']:.0f} s of runs)"]  # fmt: skip
     if has_paper and experiment.paper_source:
         notes.append(f"paper: {experiment.paper_source}")
+    notes += [f"{r['arm']}{' / ' + r['evaluation'] if r['evaluation'] else ''}: n counts the finished seeds; "
+              f"{r['diverged']} diverged (non-finite loss), kept out of the mean"
+              for r in report["rows"] if r.get("diverged")]  # fmt: skip
     notes += [f"{arm}: skipped ({reason})" for arm, reason in report.get("skipped_arms", {}).items()]
     notes += [f"measure {name}: skipped ({reason})" for name, reason in report.get("skipped_measures", {}).items()]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
