@@ -147,6 +147,8 @@ def test_non_finite_bases(name, value):
     bases[1, 2, 3] = value
     with pytest.raises(ValueError, match="bases contains NaN or inf"):
         make(name)(x, bases=bases)
+    with pytest.raises(FloatingPointError, match="bases contains NaN or inf"):  # how a diverged run is caught
+        make(name)(x, bases=bases)
     assert torch.isnan(make(name, check_input=False)(x, bases=bases)).any()  # what the check prevents
 
 

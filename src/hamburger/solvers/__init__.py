@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import MatrixDecomposition
+from .base import MatrixDecomposition, NonFiniteError
 from .cd import CD
 from .nmf import NMF
 from .vq import VQ
@@ -19,4 +19,4 @@ def create_solver(name: str, **kwargs) -> MatrixDecomposition:
     return SOLVERS[name.lower()](**kwargs)
 
 
-__all__ = ["CD", "NMF", "SOLVERS", "VQ", "MatrixDecomposition", "create_solver"]
+__all__ = ["CD", "NMF", "SOLVERS", "VQ", "MatrixDecomposition", "NonFiniteError", "create_solver"]

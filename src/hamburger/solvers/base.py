@@ -38,6 +38,13 @@ def average_across_ranks(tensor: Tensor) -> Tensor:
     return tensor
 
 
+class NonFiniteError(ValueError, FloatingPointError):
+    """A solver's input or dictionary holds NaN or inf.
+
+    A ``ValueError`` (bad input) and a ``FloatingPointError`` (in training it is how a diverged run shows up when
+    the weights became non-finite before the loss did), so callers that stop on divergence catch either."""
+
+
 class _FixedPointGradient(torch.autograd.Function):
     """Identity on the solver state ``z_K = F(z_{K-1})``; its backward turns the incoming gradient ``g`` into the
     truncated Neumann series ``sum_{j=0}^{m} (J^T)^j g`` with ``J = dF/dz`` at ``z_{K-1}``.
@@ -342,7 +349,7 @@ class MatrixDecomposition(nn.Module):
         with torch.no_grad():  # one pass: NaN propagates through min/max, inf shows in them
             low, high = torch.stack(torch.aminmax(value)).tolist()
         if not (math.isfinite(low) and math.isfinite(high)):
-            raise ValueError(f"{name} contains NaN or inf; the decomposition needs finite input")
+            raise NonFiniteError(f"{name} contains NaN or inf; the decomposition needs finite input")
         if self.needs_nonnegative and low < 0:
             raise ValueError(f"{type(self).__name__} needs non-negative {name} (got min {low:.3g}); {hint}")
 
