@@ -66,6 +66,26 @@ def run_one(gan: str, seed: int, *, steps: int, samples: int, root: Path, thread
     return record
 
 
+def class_accuracy(ckpt_path: str, *, samples: int, seed: int = 0) -> dict:
+    """How often the shipped Fashion-MNIST classifier (86 % on held-out real images) assigns the EMA generator's
+    images the class they were generated for: the "recognisable class-conditional samples" of the issue, per class
+    and overall (``samples`` images, labels cycling over the classes, noise from ``seed``)."""
+    from hamburger.recipes.gan.features import load_feature_network, to_uint8
+    from hamburger.recipes.gan.generate import load_generator
+
+    loaded = load_generator(ckpt_path)
+    g, classifier = loaded.generator, load_feature_network("fmnist")
+    y = torch.arange(samples) % g.num_classes
+    z = torch.randn(samples, g.z_dim, generator=torch.Generator().manual_seed(seed))
+    hits = torch.zeros(g.num_classes)
+    with torch.no_grad():
+        for zb, yb in zip(z.split(250), y.split(250), strict=True):
+            predicted = classifier.logits(to_uint8(g(zb, yb))).argmax(1)
+            hits += torch.bincount(yb[predicted == yb], minlength=g.num_classes).float()
+    per_class = (hits / torch.bincount(y, minlength=g.num_classes).float()).tolist()
+    return {"class_acc": float(hits.sum()) / samples, "class_acc_per_class": per_class}
+
+
 def forward_times(repeats: int) -> dict:
     """Median G forward (eval, no_grad) per model at 32x32 (batch 16, the fashion configs' widths) and 128x128
     (batch 1, the paper's widths), the models interleaved; parameters of G and D."""
@@ -112,17 +132,20 @@ def main(argv: list[str] | None = None) -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         records = list(pool.map(lambda t: run_one(*t, steps=args.steps, samples=args.samples, root=root,
                                                   threads=args.threads), tasks))  # fmt: skip
+    for r in records:  # cheap (seconds): computed at every call, not stored with the run
+        r.update(class_accuracy(r["scores"]["ckpt_path"], samples=args.samples))
     cost = forward_times(args.repeats)
     lines = [
-        "| model | seeds | FID | KID x 1e3 | IS | G params (32 / 128) | D params (32 / 128) | G ms @32 (b16) "
-        "| G ms @128 (b1) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | seeds | FID | KID x 1e3 | IS | class acc % | G params (32 / 128) | D params (32 / 128) "
+        "| G ms @32 (b16) | G ms @128 (b1) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for gan in GANS:
         rs = [r for r in records if r["gan"] == gan]
         fid = [r["scores"]["fid"] for r in rs]
         kid = [1e3 * r["scores"]["kid_mean"] for r in rs]
         inception = [r["scores"]["is_mean"] for r in rs]
+        accuracy = [100 * r["class_acc"] for r in rs]
 
         def cell(values: list[float], digits: int) -> str:
             spread = statistics.stdev(values) if len(values) > 1 else float("nan")
@@ -130,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
 
         c = cost[gan]
         lines.append(
-            f"| {gan} | {len(rs)} | {cell(fid, 1)} | {cell(kid, 1)} | {cell(inception, 2)} | "
+            f"| {gan} | {len(rs)} | {cell(fid, 1)} | {cell(kid, 1)} | {cell(inception, 2)} | {cell(accuracy, 1)} | "
             f"{c['g_params@32']:,} / {c['g_params@128']:,} | {c['d_params@32']:,} / {c['d_params@128']:,} | "
             f"{c['g_ms@32']:.1f} | {c['g_ms@128']:.0f} |"
         )
@@ -138,7 +161,9 @@ def main(argv: list[str] | None = None) -> None:
             if r["grid"] and Path(r["grid"]).exists():
                 shutil.copyfile(r["grid"], root / f"grid_{gan}_seed{r['seed']}.png")
     per_seed = [f"- {r['gan']} seed {r['seed']}: FID {r['scores']['fid']:.1f}, KID {r['scores']['kid_mean']:.4f}, "
-                f"IS {r['scores']['is_mean']:.2f}, fit {r['fit_seconds']:.0f} s" for r in records]  # fmt: skip
+                f"IS {r['scores']['is_mean']:.2f}, class acc {100 * r['class_acc']:.1f} % (per class "
+                f"{' '.join(f'{100 * a:.0f}' for a in r['class_acc_per_class'])}), fit {r['fit_seconds']:.0f} s"
+                for r in records]  # fmt: skip
     features = records[0]["scores"].get("features")
     command = "python benchmarks/gan_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     fits = [r["fit_seconds"] for r in records]
