@@ -77,8 +77,12 @@ def build_report(results: str, out: str, *, notes: str | None = None) -> tuple[s
         lines.append(data.get("command", f"hamburger experiments run {name}"))
         lines.append("```")
         lines.append("")
+        runs_seconds = data.get("run_seconds", 0) or 0
+        threads = "/".join(str(t) for t in sorted({r.get("threads") for r in data.get("runs") or []} - {None})) or "?"
         lines.append(
-            f"Wall time {data.get('wall_seconds', 0):.0f} s ({data.get('run_seconds', 0):.0f} s of training runs); "
+            f"Training runs: {runs_seconds:.0f} s in all, {runs_seconds / max(1, len(data.get('runs') or [])):.0f} s "
+            f"per run ({threads} thread(s) each; the last call took {data.get('wall_seconds', 0):.0f} s, finished "
+            "runs are reused); "
             f"{data.get('seeds')} seed(s); {budget.get('steps')} steps of {budget.get('batch_size')} scenes, "
             f"{budget.get('val_scenes')} validation scenes; base config `{data.get('base_config')}`"
             + (" (--quick: structure only, not a result)" if data.get("quick") else "")
