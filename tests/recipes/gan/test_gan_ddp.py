@@ -15,22 +15,35 @@ pytest.importorskip("lightning")
 
 from gan_standins import ENV  # noqa: E402
 
-from hamburger.recipes.gan.cli import gan_strategy  # noqa: E402
+from hamburger.recipes.gan.cli import find_unused_parameters  # noqa: E402
 from hamburger.training.checkpoint import load_checkpoint  # noqa: E402
 
 
-def test_gan_strategy_finds_unused_parameters_whenever_ddp_runs() -> None:
-    assert gan_strategy("ddp") == "ddp_find_unused_parameters_true"
-    assert gan_strategy("ddp_spawn") == "ddp_spawn_find_unused_parameters_true"
-    assert gan_strategy("auto", devices=2) == "ddp_find_unused_parameters_true"
-    assert gan_strategy("auto", devices="0,1") == "ddp_find_unused_parameters_true"
-    assert gan_strategy("auto", devices=[0, 1]) == "ddp_find_unused_parameters_true"
-    assert gan_strategy("auto", devices=1, num_nodes=2) == "ddp_find_unused_parameters_true"
-    for one in (1, "1", [0], "0,"):
-        assert gan_strategy("auto", devices=one) == "auto"
-    assert gan_strategy("deepspeed") == "deepspeed"
-    marker = object()
-    assert gan_strategy(marker) is marker  # a strategy object is the user's own choice
+def _strategy(**kwargs):
+    import lightning.pytorch as pl
+
+    return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                      **kwargs).strategy  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"devices": 2}, {"devices": 2, "strategy": "ddp"}, {"devices": 2, "strategy": "ddp_spawn"},
+     {"devices": 1, "num_nodes": 2}],
+)  # fmt: skip
+def test_every_way_to_ddp_finds_unused_parameters(kwargs) -> None:
+    strategy = _strategy(**kwargs)
+    assert strategy._ddp_kwargs.get("find_unused_parameters") is not True
+    assert find_unused_parameters(strategy) is True
+    assert strategy._ddp_kwargs["find_unused_parameters"] is True
+    assert find_unused_parameters(strategy) is False  # already set: nothing to change
+
+
+@pytest.mark.parametrize("devices", [1, "auto"])  # "auto" on a CPU is one device: no DDP, left alone
+def test_one_process_is_left_alone(devices) -> None:
+    strategy = _strategy(devices=devices)
+    assert type(strategy).__name__ == "SingleDeviceStrategy"
+    assert find_unused_parameters(strategy) is False
 
 
 @pytest.mark.slow

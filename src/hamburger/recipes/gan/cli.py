@@ -26,40 +26,25 @@ from .callbacks import SampleGrid
 from .data import GANDataModule
 from .module import GANModule, checkpoint_hparams
 
-__all__ = ["GANCLI", "build_cli", "main", "gan_strategy"]
+__all__ = ["GANCLI", "build_cli", "find_unused_parameters", "main"]
 
 log = logging.getLogger(__name__)
 
-#: DDP strategies by name -> the same strategy finding unused parameters (see :func:`gan_strategy`)
-_FIND_UNUSED = {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}
 
-
-def _many_processes(devices: Any, num_nodes: Any) -> bool:
-    if isinstance(num_nodes, int) and num_nodes > 1:
-        return True
-    if isinstance(devices, (list, tuple)):
-        return len(devices) > 1
-    if isinstance(devices, str):
-        devices = devices.strip()
-        if "," in devices:
-            return len([d for d in devices.split(",") if d.strip()]) > 1
-        if devices in ("-1", "auto"):
-            return True  # every device: DDP whenever the machine has more than one
-        devices = int(devices) if devices.lstrip("-").isdigit() else 1
-    return isinstance(devices, int) and (devices > 1 or devices == -1)
-
-
-def gan_strategy(strategy: Any, *, devices: Any = "auto", num_nodes: Any = 1) -> Any:
-    """The Trainer strategy for GAN training: DDP finding unused parameters.
+def find_unused_parameters(strategy: Any) -> bool:
+    """Make a DDP ``strategy`` (however it was chosen: ``ddp``, ``ddp_spawn``, ``auto`` on several devices, an
+    object) wrap the module with ``find_unused_parameters=True``; returns whether it changed anything.
 
     Each discriminator step leaves the generator's parameters without gradient and each generator step the
     discriminator's (they are frozen), which plain DDP refuses ("parameters that were not used in producing the
-    loss"). ``"ddp"`` / ``"ddp_spawn"`` - and ``"auto"`` when it will pick DDP (more than one device or node) -
-    become the same strategy with ``find_unused_parameters=True``; any other strategy (a name or an object) is
-    returned as given."""
-    if strategy == "auto" and _many_processes(devices, num_nodes):
-        strategy = "ddp"
-    return _FIND_UNUSED.get(strategy, strategy) if isinstance(strategy, str) else strategy
+    loss"). Other strategies are left alone. Call it on the Trainer's resolved strategy before ``fit`` (DDP wraps
+    the module in its setup)."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    if not isinstance(strategy, DDPStrategy) or strategy._ddp_kwargs.get("find_unused_parameters"):
+        return False
+    strategy._ddp_kwargs["find_unused_parameters"] = True  # what Lightning's "ddp_find_unused_parameters_true" sets
+    return True
 
 
 #: Lightning warnings that do not apply to this recipe (silenced during fit)
@@ -99,14 +84,12 @@ class GANCLI(HamburgerCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.link_arguments("model.n_critic", "data.n_critic", apply_on="instantiate")
 
-    def before_instantiate_classes(self) -> None:
-        super().before_instantiate_classes()
-        trainer = self._section(self.config, self.subcommand).trainer
-        strategy = gan_strategy(trainer.strategy, devices=trainer.devices, num_nodes=trainer.num_nodes)
-        if strategy != trainer.strategy:
-            log.info("trainer.strategy %r -> %r (G and D steps each leave the other's parameters unused)",
-                     trainer.strategy, strategy)  # fmt: skip
-            trainer.strategy = strategy
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = super().instantiate_trainer(**kwargs)
+        if find_unused_parameters(trainer.strategy):
+            log.info("%s: find_unused_parameters=True (G and D steps each leave the other's parameters unused)",
+                     type(trainer.strategy).__name__)  # fmt: skip
+        return trainer
 
     def before_fit(self) -> None:
         super().before_fit()
