@@ -275,6 +275,10 @@ def test_a_diverged_run_is_kept_counted_and_left_out_of_the_mean(tmp_path, monke
     assert r1["metrics"]["mIoU"]["std"] is None
     diverged = json.loads(open(os.path.join(out, "runs", "r1__seed1.json"), encoding="utf-8").read())
     assert diverged["diverged"] == "non-finite training loss nan at step 2" and diverged["metrics"] == {}
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"), encoding="utf-8")))
+    assert [(r["arm"], r["seed"], r["diverged"]) for r in rows if r["diverged"]] == [
+        ("r1", "1", "non-finite training loss nan at step 2")
+    ]
     assert "| r1 | 1 (+1 diverged) |" in stdout and "r1: n counts the finished seeds; 1 diverged" in stdout
     counter = Counter()  # the diverged run is a finished result: a re-run does not train it again
     monkeypatch.setattr(runner, "_train", counter)

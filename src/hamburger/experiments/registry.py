@@ -198,16 +198,15 @@ register_experiment(
     )
 )
 TRAIN_K = (1, 3, 6, 12)
-K1_GRAD = {"grad_mode": "bptt"}  # the implicit default needs steps >= 2
 EVAL_K = (1, 3, 6, 7, 12, 20)
 register_experiment(
     Experiment(
         name="steps",
         description="solver steps K: trained with K, each model evaluated with every eval K",
-        # K=1 has no steps without gradient for the implicit default to start its series from: that arm uses BPTT
+        # the implicit default refuses K=1 (no steps without gradient to start its series from): that arm uses BPTT
         arms={
-            (f"K{k}" if k > 1 else f"K{k}-bptt"): ham_arm(steps=k, eval_steps=k, **({} if k > 1 else K1_GRAD))
-            for k in TRAIN_K
+            "K1-bptt": ham_arm(steps=1, eval_steps=1, grad_mode="bptt"),
+            **{f"K{k}": ham_arm(steps=k, eval_steps=k) for k in TRAIN_K if k > 1},
         },
         evaluations=tuple(Evaluation(name=f"evalK{k}", solver={"eval_steps": k}) for k in EVAL_K),
         plots=("eval_k",),

@@ -719,6 +719,8 @@ def format_table(experiment: Experiment, report: Mapping[str, Any]) -> str:
 def _csv_text(report: Mapping[str, Any]) -> str:
     rows = []
     for run in report["runs"]:
+        if run.get("diverged"):  # no metrics: one row saying so
+            rows.append({"arm": run["arm"], "seed": run["seed"], "evaluation": "", "diverged": run["diverged"]})
         for evaluation in run.get("metrics") or {}:
             values = {k: v for k, v in _row_values(run, evaluation).items() if _scalar(v) is not None or v is None}
             rows.append({"arm": run["arm"], "seed": run["seed"], "evaluation": evaluation, **values})
